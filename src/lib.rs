@@ -1,0 +1,14 @@
+//! mmuvisor: a minimal KVM hypervisor for end-to-end tests of KVM's
+//! secondary MMU against device-exclusive pages. See docs/design.md.
+
+pub mod arch;
+pub mod devices;
+pub mod drill;
+pub mod guest_memory;
+pub mod lab;
+pub mod loader;
+pub mod notifier_client;
+pub mod payloads;
+pub mod secondary_mmu;
+pub mod vcpu;
+pub mod vmm;
