@@ -2,10 +2,12 @@
 //! secondary MMU against device-exclusive pages. See docs/design.md.
 
 pub mod arch;
+pub mod commands;
 pub mod devices;
 pub mod drill;
 pub mod guest_memory;
 pub mod lab;
+pub mod logger;
 pub mod loader;
 pub mod notifier_client;
 pub mod payloads;

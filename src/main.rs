@@ -1,1 +1,46 @@
-fn main(){}
+//! The `mmuvisor` command line.
+
+use clap::{Parser, Subcommand};
+use mmuvisor::commands;
+
+#[derive(Parser)]
+#[command(name = "mmuvisor", version, about = "A minimal KVM hypervisor for KVM/mm end-to-end drills")]
+struct Cli {
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Launch a test guest: a Linux kernel or a bare payload.
+    Run(commands::run::Args),
+    /// Build the lab kernel and run commands in the lab (QEMU, nested KVM).
+    #[command(subcommand)]
+    Lab(commands::lab::LabCmd),
+    /// Exclusive-conversion and invalidation drills, judged against KVM and the guest.
+    Drill(commands::drill::Args),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCmd),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    mmuvisor::logger::init(cli.verbose);
+    let result = match cli.cmd {
+        Cmd::Run(a) => commands::run::exec(a),
+        Cmd::Lab(a) => commands::lab::exec(a),
+        Cmd::Drill(a) => commands::drill::exec(a),
+        Cmd::Bench(a) => commands::bench::exec(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("mmuvisor: error: {e}");
+            std::process::exit(2);
+        }
+    }
+}
