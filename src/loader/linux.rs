@@ -1,0 +1,1 @@
+// Linux bzImage / ELF vmlinux + initrd + cmdline loading (VMM foundation issue).

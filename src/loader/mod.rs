@@ -1,0 +1,4 @@
+//! Loading guest images into guest memory.
+
+pub mod linux;
+pub mod payload;

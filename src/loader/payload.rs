@@ -1,0 +1,1 @@
+// Bare payload ELF loading (VMM foundation issue).
