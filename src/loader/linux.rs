@@ -476,3 +476,568 @@ fn load_initrd<F: ReadVolatile>(
         })?;
     Ok(Some((GuestAddress(start), size32)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::x86_64::boot_params::E820_RAM;
+    use crate::arch::x86_64::layout::{
+        CMDLINE_START, MMIO_GAP_END, MPTABLE_START, ZERO_PAGE_START,
+    };
+    use crate::arch::x86_64::mptable::MpFloatingPointer;
+    use linux_loader::bootparam::boot_params;
+    use std::collections::BTreeSet;
+    use std::io::{Cursor, Write};
+    use vmm_sys_util::tempfile::TempFile;
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    /// Guest memory laid out as the VMM does for Linux.
+    fn mem(size: u64) -> GuestMemoryMmap {
+        let low = size.min(MMIO_GAP_START);
+        let mut r = vec![(GuestAddress(0), low as usize)];
+        if size > low {
+            r.push((GuestAddress(MMIO_GAP_END), (size - low) as usize));
+        }
+        GuestMemoryMmap::from_ranges(&r).unwrap()
+    }
+
+    fn good_header() -> setup_header {
+        setup_header {
+            setup_sects: 3,
+            boot_flag: 0xaa55,
+            header: 0x5372_6448,
+            version: 0x020f,
+            loadflags: LOADED_HIGH,
+            code32_start: 0x100000,
+            initrd_addr_max: 0x7fff_ffff,
+            kernel_alignment: 0x20_0000,
+            relocatable_kernel: 1,
+            xloadflags: 0x1 | 0x2,
+            cmdline_size: 2047,
+            pref_address: 0x100_0000,
+            init_size: 0x80_0000,
+            ..Default::default()
+        }
+    }
+
+    /// A bzImage: setup sectors with `hdr` at 0x1f1, then a `payload`-byte protected-mode
+    /// "kernel" filled with a pattern.
+    fn bzimage(mut hdr: setup_header, payload: usize) -> Vec<u8> {
+        let setup = (usize::from(hdr.setup_sects) + 1) * 512;
+        hdr.syssize = payload.div_ceil(16) as u32;
+        let mut img = vec![0u8; setup + payload];
+        img[SETUP_HEADER_OFFSET..SETUP_HEADER_OFFSET + size_of::<setup_header>()]
+            .copy_from_slice(hdr.as_slice());
+        for (i, b) in img[setup..].iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        img
+    }
+
+    const ELF_ENTRY: u64 = 0x100_0000;
+
+    /// A vmlinux-like ELF: one PT_LOAD of `filesz` bytes (plus bss) at ELF_ENTRY.
+    fn elf(filesz: u64) -> Vec<u8> {
+        let mut eh = Elf64_Ehdr::default();
+        eh.e_ident[..4].copy_from_slice(ELF_MAGIC);
+        eh.e_ident[EI_CLASS as usize] = ELFCLASS64;
+        eh.e_ident[EI_DATA as usize] = ELFDATA2LSB;
+        eh.e_ident[6] = 1;
+        eh.e_type = 2;
+        eh.e_machine = EM_X86_64;
+        eh.e_version = 1;
+        eh.e_entry = ELF_ENTRY;
+        eh.e_phoff = size_of::<Elf64_Ehdr>() as u64;
+        eh.e_ehsize = size_of::<Elf64_Ehdr>() as u16;
+        eh.e_phentsize = size_of::<Elf64_Phdr>() as u16;
+        eh.e_phnum = 1;
+        let ph = Elf64_Phdr {
+            p_type: PT_LOAD,
+            p_flags: 5,
+            p_offset: 0x1000,
+            p_vaddr: 0xffff_ffff_8100_0000,
+            p_paddr: ELF_ENTRY,
+            p_filesz: filesz,
+            p_memsz: filesz + 0x10000,
+            p_align: 0x1000,
+        };
+        let mut img = vec![0u8; 0x1000 + filesz as usize];
+        img[..64].copy_from_slice(eh.as_slice());
+        img[64..64 + 56].copy_from_slice(ph.as_slice());
+        for (i, b) in img[0x1000..].iter_mut().enumerate() {
+            *b = (i % 253) as u8;
+        }
+        img
+    }
+
+    fn file(bytes: &[u8]) -> TempFile {
+        let t = TempFile::new().unwrap();
+        t.as_file().write_all(bytes).unwrap();
+        t
+    }
+
+    fn image(kernel: &TempFile, initrd: Option<&TempFile>, cmdline: &str) -> LinuxImage {
+        LinuxImage {
+            kernel: kernel.as_path().to_path_buf(),
+            initrd: initrd.map(|t| t.as_path().to_path_buf()),
+            cmdline: cmdline.to_string(),
+        }
+    }
+
+    fn zero_page(mem: &GuestMemoryMmap) -> boot_params {
+        mem.read_obj(GuestAddress(ZERO_PAGE_START)).unwrap()
+    }
+
+    fn one_line(e: &LinuxLoaderError) -> String {
+        let s = e.to_string();
+        assert!(!s.contains('\n'), "multi-line error: {s}");
+        s
+    }
+
+    #[test]
+    fn bzimage_full_load() {
+        let mem = mem(128 * MIB);
+        let k = file(&bzimage(good_header(), 0x4000));
+        let initrd_bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let i = file(&initrd_bytes);
+        let e = load_linux(&mem, &image(&k, Some(&i), " console=ttyS0 acpi=off "), 2).unwrap();
+        assert_eq!(e.entry, GuestAddress(HIMEM_START + 0x200));
+        assert_eq!(e.boot_params, GuestAddress(ZERO_PAGE_START));
+
+        // Kernel payload at HIMEM_START.
+        let mut kbuf = [0u8; 512];
+        mem.read_slice(&mut kbuf, GuestAddress(HIMEM_START))
+            .unwrap();
+        assert!(kbuf.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+
+        // Command line.
+        let mut cbuf = [0xffu8; 24];
+        mem.read_slice(&mut cbuf, GuestAddress(CMDLINE_START))
+            .unwrap();
+        assert_eq!(&cbuf[..22], b"console=ttyS0 acpi=off");
+        assert_eq!(cbuf[22], 0);
+
+        // Zero page.
+        let zp = zero_page(&mem);
+        let h = zp.hdr;
+        assert_eq!({ h.boot_flag }, 0xaa55);
+        assert_eq!({ h.header }, 0x5372_6448);
+        assert_eq!(h.type_of_loader, 0xff);
+        assert_eq!({ h.version }, 0x020f);
+        assert_eq!(h.setup_sects, 3);
+        assert_ne!(h.loadflags & LOADED_HIGH, 0);
+        assert_ne!(h.loadflags & 0x80, 0, "CAN_USE_HEAP");
+        assert_eq!({ h.heap_end_ptr }, 0xfe00);
+        assert_eq!({ h.code32_start }, HIMEM_START as u32);
+        assert_eq!({ h.cmd_line_ptr }, CMDLINE_START as u32);
+        assert_eq!({ h.cmdline_size }, 2047);
+        assert_eq!({ h.ramdisk_size }, 10_000);
+
+        // Initrd: page-aligned, at the top of RAM, intact.
+        let rd = u64::from(h.ramdisk_image);
+        assert_eq!(rd % PAGE_SIZE, 0);
+        assert_eq!(rd, (128 * MIB - 10_000) & !(PAGE_SIZE - 1));
+        assert!(rd >= 0x100_0000 + 0x80_0000, "initrd overlaps the kernel");
+        let mut rbuf = vec![0u8; 10_000];
+        mem.read_slice(&mut rbuf, GuestAddress(rd)).unwrap();
+        assert_eq!(rbuf, initrd_bytes);
+
+        // e820 and MP table.
+        assert_eq!(zp.e820_entries, 3);
+        let last = zp.e820_table[2];
+        assert_eq!(
+            ({ last.addr }, { last.size }, { last.r#type }),
+            (HIMEM_START, 128 * MIB - HIMEM_START, E820_RAM)
+        );
+        let fp: MpFloatingPointer = mem.read_obj(GuestAddress(MPTABLE_START)).unwrap();
+        assert_eq!(&fp.signature, b"_MP_");
+    }
+
+    #[test]
+    fn initrd_respects_initrd_addr_max() {
+        let mem = mem(2 * GIB);
+        let mut hdr = good_header();
+        hdr.initrd_addr_max = 0x37ff_ffff;
+        let k = file(&bzimage(hdr, 0x1000));
+        let i = file(&[1u8; 5000]);
+        load_linux(&mem, &image(&k, Some(&i), ""), 1).unwrap();
+        let h = zero_page(&mem).hdr;
+        let rd = u64::from(h.ramdisk_image);
+        assert_eq!(rd, (0x3800_0000 - 5000) & !(PAGE_SIZE - 1));
+        assert!(rd + 5000 <= 0x3800_0000);
+    }
+
+    #[test]
+    fn initrd_below_mmio_gap() {
+        // 5 GiB: low memory is [0, 3 GiB), the rest at 4 GiB.
+        let mem = mem(5 * GIB);
+        let mut hdr = good_header();
+        hdr.initrd_addr_max = 0xffff_ffff;
+        let k = file(&bzimage(hdr, 0x1000));
+        let i = file(&[2u8; 0x3000]);
+        load_linux(&mem, &image(&k, Some(&i), ""), 4).unwrap();
+        let zp = zero_page(&mem);
+        assert_eq!(u64::from(zp.hdr.ramdisk_image), MMIO_GAP_START - 0x3000);
+        assert_eq!(zp.e820_entries, 4);
+        let hi = zp.e820_table[3];
+        assert_eq!(({ hi.addr }, { hi.size }), (MMIO_GAP_END, 2 * GIB));
+    }
+
+    #[test]
+    fn initrd_too_large() {
+        // 64 MiB; the kernel's decompression buffer ends at 16 MiB + 8 MiB.
+        let mem = mem(64 * MIB);
+        let k = file(&bzimage(good_header(), 0x1000));
+        let i = TempFile::new().unwrap();
+        i.as_file().set_len(41 * MIB).unwrap();
+        let err = load_linux(&mem, &image(&k, Some(&i), ""), 1).unwrap_err();
+        let msg = one_line(&err);
+        let want = format!(
+            "initrd ({} bytes) does not fit in guest memory below 0x4000000",
+            41 * MIB
+        );
+        assert!(msg.contains(&want), "{msg}");
+        // Exactly what fits between the kernel and the top does.
+        i.as_file().set_len(40 * MIB).unwrap();
+        load_linux(&mem, &image(&k, Some(&i), ""), 1).unwrap();
+        assert_eq!(u64::from(zero_page(&mem).hdr.ramdisk_image), 24 * MIB);
+        // Larger than all of memory.
+        i.as_file().set_len(65 * MIB).unwrap();
+        assert!(matches!(
+            load_linux(&mem, &image(&k, Some(&i), ""), 1),
+            Err(LinuxLoaderError::InitrdTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn empty_initrd_is_none() {
+        let mem = mem(64 * MIB);
+        let k = file(&bzimage(good_header(), 0x1000));
+        let i = file(&[]);
+        load_linux(&mem, &image(&k, Some(&i), ""), 1).unwrap();
+        let h = zero_page(&mem).hdr;
+        assert_eq!(({ h.ramdisk_image }, { h.ramdisk_size }), (0, 0));
+    }
+
+    #[test]
+    fn elf_load() {
+        let mem = mem(64 * MIB);
+        let k = file(&elf(0x3000));
+        let i = file(&[3u8; 100]);
+        let e = load_linux(&mem, &image(&k, Some(&i), "quiet"), 1).unwrap();
+        assert_eq!(e.entry, GuestAddress(ELF_ENTRY));
+        let mut buf = [0u8; 256];
+        mem.read_slice(&mut buf, GuestAddress(ELF_ENTRY)).unwrap();
+        assert!(buf.iter().enumerate().all(|(i, b)| *b == (i % 253) as u8));
+        let zp = zero_page(&mem);
+        assert_eq!({ zp.hdr.header }, 0x5372_6448);
+        assert_eq!({ zp.hdr.cmd_line_ptr }, CMDLINE_START as u32);
+        assert_eq!({ zp.hdr.ramdisk_size }, 100);
+        assert_eq!(
+            u64::from(zp.hdr.ramdisk_image),
+            (64 * MIB - 100) & !(PAGE_SIZE - 1)
+        );
+        assert_eq!(zp.e820_entries, 3);
+    }
+
+    #[test]
+    fn missing_files() {
+        let mem = mem(64 * MIB);
+        let img = LinuxImage {
+            kernel: "/nonexistent/bzImage".into(),
+            initrd: None,
+            cmdline: String::new(),
+        };
+        let msg = one_line(&load_linux(&mem, &img, 1).unwrap_err());
+        assert!(msg.contains("/nonexistent/bzImage"), "{msg}");
+        assert!(msg.contains("No such file"), "{msg}");
+
+        let k = file(&bzimage(good_header(), 0x1000));
+        let mut img = image(&k, None, "");
+        img.initrd = Some("/nonexistent/initrd".into());
+        let msg = one_line(&load_linux(&mem, &img, 1).unwrap_err());
+        assert!(msg.contains("/nonexistent/initrd"), "{msg}");
+
+        img.initrd = None;
+        img.kernel = "/".into();
+        let msg = one_line(&load_linux(&mem, &img, 1).unwrap_err());
+        assert!(msg.contains("Is a directory"), "{msg}");
+    }
+
+    #[test]
+    fn not_a_kernel() {
+        let mem = mem(64 * MIB);
+        for bytes in [&b""[..], b"hello", &[0u8; 4096][..]] {
+            let k = file(bytes);
+            let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+            assert!(
+                one_line(&err).contains("not a Linux kernel (no ELF magic or bzImage header)"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_bzimage() {
+        let mem = mem(64 * MIB);
+        let full = bzimage(good_header(), 0x1000);
+        for cut in [0x210, 0x26b, 0x400, 0x800, full.len() - 1] {
+            let k = file(&full[..cut]);
+            let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+            assert!(
+                matches!(err, LinuxLoaderError::Truncated { .. }),
+                "cut {cut:#x}: {err}"
+            );
+            one_line(&err);
+        }
+        // setup_sects larger than the file.
+        let mut img = bzimage(good_header(), 0x1000);
+        img[SETUP_HEADER_OFFSET] = 200;
+        let k = file(&img);
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(one_line(&err).contains("setup_sects (200)"), "{err}");
+    }
+
+    #[test]
+    fn bzimage_header_checks() {
+        let mem = mem(64 * MIB);
+        let mut hdr = good_header();
+        hdr.xloadflags = 0x2;
+        let k = file(&bzimage(hdr, 0x1000));
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(matches!(err, LinuxLoaderError::No64BitEntry { .. }));
+        assert!(one_line(&err).contains("no 64-bit entry point"));
+
+        let mut hdr = good_header();
+        hdr.version = 0x0204;
+        let k = file(&bzimage(hdr, 0x1000));
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(
+            one_line(&err).contains("boot protocol 2.04 is too old"),
+            "{err}"
+        );
+
+        let mut hdr = good_header();
+        hdr.loadflags = 0;
+        let k = file(&bzimage(hdr, 0x1000));
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(one_line(&err).contains("zImage"), "{err}");
+
+        // A kernel whose decompression buffer does not fit.
+        let mut hdr = good_header();
+        hdr.init_size = 0x400_0000;
+        let k = file(&bzimage(hdr, 0x1000));
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(
+            one_line(&err).contains("kernel needs guest memory up to 0x5000000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn elf_checks() {
+        let mem = mem(64 * MIB);
+        let full = elf(0x3000);
+        let k = file(&full);
+        assert!(load_linux(&mem, &image(&k, None, ""), 1).is_ok());
+        // Segment beyond the end of the file.
+        let k = file(&full[..full.len() - 1]);
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(matches!(err, LinuxLoaderError::Truncated { .. }), "{err}");
+        // Program headers beyond the end of the file.
+        let k = file(&full[..100]);
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(matches!(err, LinuxLoaderError::Truncated { .. }), "{err}");
+        // 32-bit ELF.
+        let mut img = full.clone();
+        img[EI_CLASS as usize] = 1;
+        let k = file(&img);
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(one_line(&err).contains("not a little-endian 64-bit x86 ELF"));
+        // Entry outside the segments.
+        let mut img = full.clone();
+        img[24..32].copy_from_slice(&0x200_0000u64.to_le_bytes());
+        let k = file(&img);
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(one_line(&err).contains("entry point 0x2000000"), "{err}");
+        // Segment past the end of memory: p_paddr (phdr at 64, field at +24) and e_entry
+        // near the top of 64 MiB.
+        let mut img = full.clone();
+        img[64 + 24..64 + 32].copy_from_slice(&(64 * MIB - 0x1000).to_le_bytes());
+        img[24..32].copy_from_slice(&(64 * MIB - 0x1000).to_le_bytes());
+        let k = file(&img);
+        let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
+        assert!(
+            matches!(err, LinuxLoaderError::KernelTooBig { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cmdline_too_long() {
+        let mem = mem(64 * MIB);
+        let mut hdr = good_header();
+        hdr.cmdline_size = 255;
+        let k = file(&bzimage(hdr, 0x1000));
+        load_linux(&mem, &image(&k, None, &"x".repeat(255)), 1).unwrap();
+        let err = load_linux(&mem, &image(&k, None, &"x".repeat(256)), 1).unwrap_err();
+        assert!(
+            one_line(&err).contains("too long: 256 bytes, the limit is 255"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn memory_too_small() {
+        let k = file(&bzimage(good_header(), 0x1000));
+        let err = load_linux(&mem(32 * MIB), &image(&k, None, ""), 1).unwrap_err();
+        assert!(
+            one_line(&err).contains("32 MiB below the MMIO gap at address 0, need at least 64 MiB"),
+            "{err}"
+        );
+        // No region at 0 at all.
+        let m = GuestMemoryMmap::from_ranges(&[(GuestAddress(GIB), (64 * MIB) as usize)]).unwrap();
+        assert!(matches!(
+            load_linux(&m, &image(&k, None, ""), 1),
+            Err(LinuxLoaderError::MemoryTooSmall { have_mib: 0 })
+        ));
+    }
+
+    #[test]
+    fn bad_vcpu_counts() {
+        let mem = mem(64 * MIB);
+        let k = file(&bzimage(good_header(), 0x1000));
+        assert!(matches!(
+            load_linux(&mem, &image(&k, None, ""), 0),
+            Err(LinuxLoaderError::Mptable(MptableError::NoVcpus))
+        ));
+        assert!(matches!(
+            load_linux(&mem, &image(&k, None, ""), 255),
+            Err(LinuxLoaderError::Mptable(MptableError::TooManyVcpus(255)))
+        ));
+    }
+
+    /// xorshift64: deterministic pseudo-random bytes for the fuzz tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Loads `bytes` as a kernel; returns the outcome's kind (error variant name or "Ok").
+    fn fuzz_one(mem: &GuestMemoryMmap, bytes: &[u8]) -> String {
+        let path = Path::new("fuzz");
+        let len = bytes.len() as u64;
+        let mut c = Cursor::new(bytes);
+        match load_kernel(mem, &mut c, len, path, 64 * MIB) {
+            Ok(k) => {
+                if let Some(h) = k.setup_header {
+                    assert_ne!(h.xloadflags & XLF_KERNEL_64, 0);
+                    assert!(h.version >= MIN_BOOT_PROTOCOL);
+                }
+                assert!(k.end <= 64 * MIB);
+                // Whatever was accepted also takes an initrd or fails cleanly.
+                let mut r: &[u8] = &[0u8; 4096];
+                let _ = load_initrd(mem, &mut r, 4096, path, &k, 64 * MIB);
+                "Ok".into()
+            }
+            Err(e) => {
+                one_line(&e);
+                let dbg = format!("{e:?}");
+                dbg.split([' ', '{', '(']).next().unwrap_or("").to_string()
+            }
+        }
+    }
+
+    fn assert_kinds(seen: &BTreeSet<String>, want: &[&str]) {
+        for w in want {
+            assert!(seen.contains(*w), "fuzzing never produced {w}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn fuzz_bzimage_headers() {
+        let mem = mem(64 * MIB);
+        let base = bzimage(good_header(), 0x2000);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut seen = BTreeSet::new();
+        for _ in 0..3000 {
+            let mut img = base.clone();
+            // Garble a few bytes of the setup header area, then maybe truncate.
+            for _ in 0..1 + rng.below(8) {
+                let off = SETUP_HEADER_OFFSET + rng.below(0x80);
+                img[off] = rng.next() as u8;
+            }
+            if rng.below(3) == 0 {
+                img.truncate(rng.below(img.len() + 1));
+            }
+            // Keep the magic most of the time so the checks behind it are exercised.
+            if img.len() >= 0x206 && rng.below(4) != 0 {
+                img[HDRS_OFFSET..HDRS_OFFSET + 4].copy_from_slice(HDRS_MAGIC);
+            }
+            seen.insert(fuzz_one(&mem, &img));
+        }
+        // Random whole headers.
+        for _ in 0..1000 {
+            let mut img: Vec<u8> = (0..0x1000).map(|_| rng.next() as u8).collect();
+            img[HDRS_OFFSET..HDRS_OFFSET + 4].copy_from_slice(HDRS_MAGIC);
+            img[0x211] |= LOADED_HIGH;
+            img[0x236] |= 1;
+            img[0x207] = 2;
+            seen.insert(fuzz_one(&mem, &img));
+        }
+        assert_kinds(
+            &seen,
+            &[
+                "Ok",
+                "Truncated",
+                "NotAKernel",
+                "OldBootProtocol",
+                "No64BitEntry",
+                "KernelTooBig",
+            ],
+        );
+    }
+
+    #[test]
+    fn fuzz_elf_headers() {
+        let mem = mem(64 * MIB);
+        let base = elf(0x2000);
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut seen = BTreeSet::new();
+        for _ in 0..3000 {
+            let mut img = base.clone();
+            for _ in 0..1 + rng.below(6) {
+                let off = 4 + rng.below(64 + 56 - 4);
+                img[off] = rng.next() as u8;
+            }
+            if rng.below(3) == 0 {
+                img.truncate(rng.below(img.len() + 1));
+            }
+            seen.insert(fuzz_one(&mem, &img));
+        }
+        // Every prefix of a valid image.
+        for cut in (0..base.len()).step_by(7) {
+            seen.insert(fuzz_one(&mem, &base[..cut]));
+        }
+        assert_kinds(
+            &seen,
+            &[
+                "Ok",
+                "Truncated",
+                "NotAKernel",
+                "Unsupported",
+                "KernelTooBig",
+            ],
+        );
+    }
+}
