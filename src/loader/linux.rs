@@ -306,8 +306,8 @@ fn check_elf<F: Read + Seek>(
         .and_then(Elf64_Ehdr::from_slice)
         .copied()
         .ok_or_else(|| truncated(format!("{file_len} bytes, shorter than an ELF header")))?;
-    if ehdr.e_ident[EI_CLASS as usize] != ELFCLASS64
-        || ehdr.e_ident[EI_DATA as usize] != ELFDATA2LSB
+    if ehdr.e_ident[EI_CLASS] != ELFCLASS64
+        || ehdr.e_ident[EI_DATA] != ELFDATA2LSB
         || ehdr.e_machine != EM_X86_64
     {
         return Err(unsupported("not a little-endian 64-bit x86 ELF".into()));
@@ -542,8 +542,8 @@ mod tests {
     fn elf(filesz: u64) -> Vec<u8> {
         let mut eh = Elf64_Ehdr::default();
         eh.e_ident[..4].copy_from_slice(ELF_MAGIC);
-        eh.e_ident[EI_CLASS as usize] = ELFCLASS64;
-        eh.e_ident[EI_DATA as usize] = ELFDATA2LSB;
+        eh.e_ident[EI_CLASS] = ELFCLASS64;
+        eh.e_ident[EI_DATA] = ELFDATA2LSB;
         eh.e_ident[6] = 1;
         eh.e_type = 2;
         eh.e_machine = EM_X86_64;
@@ -852,7 +852,7 @@ mod tests {
         assert!(matches!(err, LinuxLoaderError::Truncated { .. }), "{err}");
         // 32-bit ELF.
         let mut img = full.clone();
-        img[EI_CLASS as usize] = 1;
+        img[EI_CLASS] = 1;
         let k = file(&img);
         let err = load_linux(&mem, &image(&k, None, ""), 1).unwrap_err();
         assert!(one_line(&err).contains("not a little-endian 64-bit x86 ELF"));

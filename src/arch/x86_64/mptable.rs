@@ -303,8 +303,10 @@ pub fn setup_mptable(mem: &GuestMemoryMmap, vcpus: u8) -> Result<(), MptableErro
     Ok(())
 }
 
-// The reserved area in e820 must cover the table.
+// The reserved area in e820 must cover the table, and the table must take the payload ABI's
+// 32 vCPUs.
 const _: () = assert!(MPTABLE_START >= EBDA_START && MPTABLE_END <= HIMEM_START);
+const _: () = assert!(MAX_MPTABLE_VCPUS >= 32);
 
 #[cfg(test)]
 mod tests {
@@ -435,7 +437,6 @@ mod tests {
     #[test]
     fn max_vcpus() {
         check(MAX_MPTABLE_VCPUS as u8);
-        assert!(MAX_MPTABLE_VCPUS >= 32);
     }
 
     #[test]
