@@ -1,2 +1,7 @@
-fn main() {}
+//! Integration tests: each file is a module.
+
 mod linux_loader;
+mod run_bad_input;
+mod run_payload;
+mod run_util;
+mod run_vmm_api;

@@ -1,0 +1,96 @@
+//! `mmuvisor run --payload`: output, exit codes and crash reports, on /dev/kvm.
+
+use crate::require_kvm_payload;
+use crate::run_util::{run_payload, stderr, stdout};
+
+#[test]
+fn hello_on_each_vcpu_then_done() {
+    let elf = require_kvm_payload!();
+    let o = run_payload(elf, &["--vcpus", "3", "--arg", "0"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    // vCPUs write COM1 concurrently, so lines may interleave: count bytes.
+    let out = stdout(&o);
+    assert_eq!(out.len(), 3 * "hello from payload\n".len(), "{out:?}");
+    assert_eq!(out.matches('\n').count(), 3);
+    let o = run_payload(elf, &["--arg", "0"]);
+    assert_eq!(stdout(&o), "hello from payload\n");
+}
+
+#[test]
+fn debug_exit_code() {
+    let elf = require_kvm_payload!();
+    let o = run_payload(elf, &["--arg", "1", "--arg", "42"]);
+    assert_eq!(o.status.code(), Some(42), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn triple_fault_is_reported() {
+    let elf = require_kvm_payload!();
+    let o = run_payload(elf, &["--arg", "2"]);
+    assert_eq!(o.status.code(), Some(3));
+    let e = stderr(&o);
+    assert!(e.contains("triple fault") && e.contains("vCPU 0") && e.contains("RIP 0x"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
+
+#[test]
+fn unhandled_port_write_is_reported() {
+    let elf = require_kvm_payload!();
+    let o = run_payload(elf, &["--arg", "3"]);
+    assert_eq!(o.status.code(), Some(3));
+    let e = stderr(&o);
+    assert!(e.contains("port write 0x80 size 2 value 0x1234"), "{e}");
+}
+
+#[test]
+fn unhandled_port_read_is_reported() {
+    let elf = require_kvm_payload!();
+    let o = run_payload(elf, &["--arg", "8"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("port read 0x81 size 1"), "{}", stderr(&o));
+}
+
+#[test]
+fn assert_ends_with_message() {
+    let elf = require_kvm_payload!();
+    let o = run_payload(elf, &["--vcpus", "2", "--arg", "4"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("line 42: counter mismatch"), "{e}");
+}
+
+#[test]
+fn timeout_stops_a_spinning_guest() {
+    let elf = require_kvm_payload!();
+    let t = std::time::Instant::now();
+    let o = crate::run_util::mmuvisor(&[
+        "run",
+        "--payload",
+        elf.to_str().unwrap(),
+        "--vcpus",
+        "2",
+        "--arg",
+        "5",
+        "--timeout",
+        "0.5",
+    ]);
+    assert_eq!(o.status.code(), Some(124));
+    assert!(t.elapsed().as_secs_f64() < 5.0, "stop took {:?}", t.elapsed());
+    assert!(stderr(&o).contains("timeout"));
+}
+
+#[test]
+fn i8042_reset_ends_vm() {
+    let elf = require_kvm_payload!();
+    let o = run_payload(elf, &["--arg", "6"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn thp_and_memory_options() {
+    let elf = require_kvm_payload!();
+    for thp in ["on", "off"] {
+        let o = run_payload(elf, &["--arg", "7", "--mem", "32M", "--thp", thp]);
+        assert_eq!(o.status.code(), Some(0), "thp {thp}: {}", stderr(&o));
+    }
+}
