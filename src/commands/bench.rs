@@ -6,8 +6,13 @@ use super::CmdResult;
 pub enum BenchCmd {
     /// Placeholder until the first benchmark lands.
     None,
+    /// VM setup time and SYNC round trip, against peers measured in the same run.
+    Setup(super::bench_setup::SetupArgs),
 }
 
-pub fn exec(_cmd: BenchCmd) -> CmdResult {
-    Err("bench: not implemented yet".into())
+pub fn exec(cmd: BenchCmd) -> CmdResult {
+    match cmd {
+        BenchCmd::Setup(a) => super::bench_setup::exec(a),
+        _ => Err("bench: not implemented yet".into()),
+    }
 }
