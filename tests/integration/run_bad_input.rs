@@ -15,20 +15,35 @@ fn clap_error(args: &[&str], needle: &str) {
     let o = mmuvisor(args);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
-    assert!(e.lines().next().unwrap_or("").contains(needle), "{args:?}: {e}");
+    assert!(
+        e.lines().next().unwrap_or("").contains(needle),
+        "{args:?}: {e}"
+    );
 }
 
 #[test]
 fn clap_rejects_bad_combinations() {
     clap_error(&["run"], "required");
-    clap_error(&["run", "--payload", "x", "--kernel", "y"], "cannot be used with");
-    clap_error(&["run", "--payload", "x", "--thp", "maybe"], "invalid value");
+    clap_error(
+        &["run", "--payload", "x", "--kernel", "y"],
+        "cannot be used with",
+    );
+    clap_error(
+        &["run", "--payload", "x", "--thp", "maybe"],
+        "invalid value",
+    );
 }
 
 #[test]
 fn missing_files() {
-    one_line_error(&["run", "--payload", "/nonexistent/x.elf"], "cannot read payload");
-    one_line_error(&["run", "--kernel", "/nonexistent/bzImage"], "cannot read kernel");
+    one_line_error(
+        &["run", "--payload", "/nonexistent/x.elf"],
+        "cannot read payload",
+    );
+    one_line_error(
+        &["run", "--kernel", "/nonexistent/bzImage"],
+        "cannot read kernel",
+    );
     one_line_error(&["run", "--payload", "no-such-builtin"], "no payload named");
 }
 
@@ -48,12 +63,35 @@ fn bad_vcpus_and_memory() {
     let Some(why) = kvm_skip_reason().or_else(|| payload().err()) else {
         let elf = payload().unwrap().to_str().unwrap();
         one_line_error(&["run", "--payload", elf, "--vcpus", "0"], "at least 1");
-        one_line_error(&["run", "--payload", elf, "--vcpus", "33"], "payload stacks");
-        one_line_error(&["run", "--payload", elf, "--vcpus", "100000"], "KVM_CAP_MAX_VCPUS");
-        one_line_error(&["run", "--payload", elf, "--mem", "8M"], "minimum of 16 MiB");
+        one_line_error(
+            &["run", "--payload", elf, "--vcpus", "33"],
+            "payload stacks",
+        );
+        one_line_error(
+            &["run", "--payload", elf, "--vcpus", "100000"],
+            "KVM_CAP_MAX_VCPUS",
+        );
+        one_line_error(
+            &["run", "--payload", elf, "--mem", "8M"],
+            "minimum of 16 MiB",
+        );
         clap_error(&["run", "--payload", elf, "--mem", "12X"], "not a size");
         one_line_error(
-            &["run", "--payload", elf, "--arg", "1", "--arg", "2", "--arg", "3", "--arg", "4", "--arg", "5"],
+            &[
+                "run",
+                "--payload",
+                elf,
+                "--arg",
+                "1",
+                "--arg",
+                "2",
+                "--arg",
+                "3",
+                "--arg",
+                "4",
+                "--arg",
+                "5",
+            ],
             "at most 4",
         );
         return;

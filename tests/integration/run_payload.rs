@@ -29,7 +29,10 @@ fn triple_fault_is_reported() {
     let o = run_payload(elf, &["--arg", "2"]);
     assert_eq!(o.status.code(), Some(3));
     let e = stderr(&o);
-    assert!(e.contains("triple fault") && e.contains("vCPU 0") && e.contains("RIP 0x"), "{e}");
+    assert!(
+        e.contains("triple fault") && e.contains("vCPU 0") && e.contains("RIP 0x"),
+        "{e}"
+    );
     assert_eq!(e.lines().count(), 1, "{e}");
 }
 
@@ -47,7 +50,11 @@ fn unhandled_port_read_is_reported() {
     let elf = require_kvm_payload!();
     let o = run_payload(elf, &["--arg", "8"]);
     assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("port read 0x81 size 1"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("port read 0x81 size 1"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -75,7 +82,11 @@ fn timeout_stops_a_spinning_guest() {
         "0.5",
     ]);
     assert_eq!(o.status.code(), Some(124));
-    assert!(t.elapsed().as_secs_f64() < 5.0, "stop took {:?}", t.elapsed());
+    assert!(
+        t.elapsed().as_secs_f64() < 5.0,
+        "stop took {:?}",
+        t.elapsed()
+    );
     assert!(stderr(&o).contains("timeout"));
 }
 

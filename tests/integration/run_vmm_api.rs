@@ -58,7 +58,10 @@ fn guest_write_seen_in_pagemap_and_dirty_log() {
     let elf = require_kvm_payload!();
     let mut vm = Vm::new(&config(elf, 1, 7)).unwrap();
     let page = 0x200000;
-    assert!(!vm.memory().pagemap(page).unwrap().present, "not touched before the guest runs");
+    assert!(
+        !vm.memory().pagemap(page).unwrap().present,
+        "not touched before the guest runs"
+    );
     vm.set_dirty_logging(true).unwrap();
     let mut running = vm.start().unwrap();
     let ev = running.next_event(T).unwrap();
@@ -67,7 +70,10 @@ fn guest_write_seen_in_pagemap_and_dirty_log() {
     };
     assert_eq!((v0, v1), (page, 0x1000));
     let pm = vm.memory().pagemap(page).unwrap();
-    assert!(pm.present && !pm.swapped, "guest write made the host page present: {pm:?}");
+    assert!(
+        pm.present && !pm.swapped,
+        "guest write made the host page present: {pm:?}"
+    );
     let hva = vm.memory().gpa_to_hva(page).unwrap();
     assert_eq!(vm.memory().hva_to_gpa(hva), Some(page));
     let dirty = vm.dirty_pages().unwrap();
@@ -86,12 +92,19 @@ fn stop_ends_a_spinning_guest() {
     let elf = require_kvm_payload!();
     let mut vm = Vm::new(&config(elf, 2, 5)).unwrap();
     let mut running = vm.start().unwrap();
-    assert!(matches!(running.next_event(Duration::from_millis(200)), Err(VmmError::Timeout)));
+    assert!(matches!(
+        running.next_event(Duration::from_millis(200)),
+        Err(VmmError::Timeout)
+    ));
     let t = std::time::Instant::now();
     running.stop();
     let out = running.wait().unwrap();
     assert_eq!((out.code, out.reason), (124, OutcomeReason::Stopped));
-    assert!(t.elapsed() < Duration::from_secs(2), "stop took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -100,7 +113,10 @@ fn crash_event_and_outcome() {
     let mut vm = Vm::new(&config(elf, 1, 2)).unwrap();
     let mut running = vm.start().unwrap();
     let ev = running.next_event(T).unwrap();
-    assert!(matches!(ev.kind, GuestEventKind::Crash(ref r) if r.contains("triple fault")), "{ev:?}");
+    assert!(
+        matches!(ev.kind, GuestEventKind::Crash(ref r) if r.contains("triple fault")),
+        "{ev:?}"
+    );
     assert_eq!(running.wait().unwrap().code, 3);
 }
 
@@ -112,6 +128,9 @@ fn memory_above_3g_moves_to_4g() {
     let vm = Vm::new(&c).unwrap();
     let r = vm.memory().regions();
     assert_eq!(r.len(), 2);
-    assert_eq!((r[0].gpa, r[0].size, r[1].gpa, r[1].size), (0, 3 << 30, 4 << 30, 1 << 30));
+    assert_eq!(
+        (r[0].gpa, r[0].size, r[1].gpa, r[1].size),
+        (0, 3 << 30, 4 << 30, 1 << 30)
+    );
     assert!(vm.memory().gpa_to_hva(0xd000_0000).is_none());
 }
