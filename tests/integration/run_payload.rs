@@ -105,3 +105,20 @@ fn thp_and_memory_options() {
         assert_eq!(o.status.code(), Some(0), "thp {thp}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn closed_or_null_stdin_is_fine() {
+    let elf = require_kvm_payload!();
+    let cmd = format!(
+        "exec 0<&- ; exec {} run --payload {} --arg 0 --timeout 10",
+        env!("CARGO_BIN_EXE_mmuvisor"),
+        elf.display()
+    );
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "closed stdin: {}", stderr(&o));
+    assert_eq!(stdout(&o), "hello from payload\n");
+}
