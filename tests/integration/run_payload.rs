@@ -122,3 +122,27 @@ fn closed_or_null_stdin_is_fine() {
     assert_eq!(o.status.code(), Some(0), "closed stdin: {}", stderr(&o));
     assert_eq!(stdout(&o), "hello from payload\n");
 }
+
+#[test]
+fn piped_stdin_reaches_the_guest() {
+    use std::io::Write;
+    let elf = require_kvm_payload!();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .args([
+            "run",
+            "--payload",
+            elf.to_str().unwrap(),
+            "--arg",
+            "9",
+            "--timeout",
+            "10",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"A").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(65), "stderr: {}", stderr(&o));
+}
