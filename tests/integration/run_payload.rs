@@ -91,6 +91,31 @@ fn timeout_stops_a_spinning_guest() {
 }
 
 #[test]
+fn timeout_stops_a_halted_guest() {
+    // HLT with interrupts off blocks the vCPU inside KVM (in-kernel irqchip).
+    let elf = require_kvm_payload!();
+    let o = crate::run_util::mmuvisor(&[
+        "run",
+        "--payload",
+        elf.to_str().unwrap(),
+        "--arg",
+        "10",
+        "--timeout",
+        "0.3",
+    ]);
+    assert_eq!(o.status.code(), Some(124), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_setup_prints_figures() {
+    let _ = require_kvm_payload!();
+    let o = crate::run_util::mmuvisor(&["bench", "setup", "--setups", "2", "--round-trips", "20"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("SYNC round trip") && out.contains("raw KVM_RUN"), "{out}");
+}
+
+#[test]
 fn i8042_reset_ends_vm() {
     let elf = require_kvm_payload!();
     let o = run_payload(elf, &["--arg", "6"]);

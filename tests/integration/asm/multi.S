@@ -15,6 +15,7 @@ _start:
     cmp $7, %rdx ; je pattern
     cmp $8, %rdx ; je bad_in
     cmp $9, %rdx ; je echo_in
+    cmp $10, %rdx ; je halt
 hello:
     lea msg(%rip), %rsi
     call puts
@@ -56,6 +57,9 @@ echo_in:
     in %dx, %al
     out %al, $0xf4
     hlt
+halt:
+    hlt
+    jmp halt
 spin:
     jmp spin
 reset:
