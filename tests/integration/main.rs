@@ -2,6 +2,7 @@
 
 mod linux_loader;
 mod run_bad_input;
+mod run_linux_lab;
 mod run_payload;
 mod run_util;
 mod run_vmm_api;

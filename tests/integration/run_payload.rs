@@ -112,7 +112,10 @@ fn bench_setup_prints_figures() {
     let o = crate::run_util::mmuvisor(&["bench", "setup", "--setups", "2", "--round-trips", "20"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("SYNC round trip") && out.contains("raw KVM_RUN"), "{out}");
+    assert!(
+        out.contains("SYNC round trip") && out.contains("raw KVM_RUN"),
+        "{out}"
+    );
 }
 
 #[test]
