@@ -180,7 +180,10 @@ pub fn exec(a: Args) -> CmdResult {
                         "vCPU {}: SYNC stage {stage} v0 {v0:#x} v1 {v1:#x}, replying 0",
                         ev.vcpu
                     );
-                    running.reply(ev.vcpu, 0)?;
+                    // The vCPU may already be gone if another one ended the VM.
+                    if let Err(e) = running.reply(ev.vcpu, 0) {
+                        log::debug!("reply to vCPU {}: {e}", ev.vcpu);
+                    }
                 }
                 if running.outcome().is_some() {
                     break;
