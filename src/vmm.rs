@@ -50,7 +50,7 @@ pub enum VmmError {
     NoVcpus,
     #[error("--vcpus {0} is above the limit of {1} ({2})")]
     TooManyVcpus(usize, usize, &'static str),
-    #[error("--mem {got} MiB is below the minimum of {min} MiB for this guest")]
+    #[error("--mem {got} bytes is below the minimum of {min} MiB for this guest")]
     MemTooSmall { got: u64, min: u64 },
     #[error("--mem {0} bytes is above the maximum of 1 TiB")]
     MemTooBig(u64),
@@ -245,7 +245,7 @@ pub fn validate(config: &VmConfig, kvm_max: usize) -> Result<()> {
     };
     if config.mem_size < min {
         return Err(VmmError::MemTooSmall {
-            got: config.mem_size >> 20,
+            got: config.mem_size,
             min: min >> 20,
         });
     }
