@@ -33,8 +33,24 @@ apt_private_update() {
 	) 9>"$cache/apt/.lock"
 }
 
+# apt_memo KEY CMD...: CMD's output, remembered until the lists change
+# (apt-cache over three suites' lists takes seconds per query).
+apt_memo() {
+	local key=$1 file="$cache/apt/memo/$1"
+	shift
+	if [ -s "$file" ] && [ "$file" -nt "$cache/apt/lists/.updated" ]; then
+		cat "$file"
+		return
+	fi
+	mkdir -p "$cache/apt/memo"
+	"$@" > "$file.tmp" && mv "$file.tmp" "$file" && cat "$file"
+}
+
 # apt_candidate PKG [SUITE]: the version apt would fetch (from SUITE if given).
 apt_candidate() {
+	apt_memo "candidate-$1-${2:-any}" apt_candidate_query "$@"
+}
+apt_candidate_query() {
 	if [ -n "${2:-}" ]; then
 		apt-cache "${apt_opts[@]}" madison "$1" 2>/dev/null | awk -F'|' -v s="$2" '$3 ~ " "s"/" {gsub(/ /,"",$2); print $2; exit}'
 	else

@@ -29,7 +29,7 @@ bb_ver=$(apt_candidate busybox-static bookworm)
 # The stock kernel: what bookworm's linux-image-amd64 meta-package points at.
 meta_ver=$(apt_candidate linux-image-amd64 bookworm)
 [ -n "$meta_ver" ] || die "linux-image-amd64 not found in bookworm"
-kpkg=$(apt-cache "${apt_opts[@]}" show "linux-image-amd64=$meta_ver" 2>/dev/null \
+kpkg=$(apt_memo "show-linux-image-amd64-$meta_ver" apt-cache "${apt_opts[@]}" show "linux-image-amd64=$meta_ver" 2>/dev/null \
 	| awk -F': ' '/^Depends:/ {print $2; exit}' | tr ',' '\n' | grep -o 'linux-image-[0-9][^ ]*' | head -n1)
 [ -n "$kpkg" ] || die "cannot tell which kernel linux-image-amd64 $meta_ver depends on"
 kver=$(apt_candidate "$kpkg" bookworm)

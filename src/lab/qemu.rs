@@ -64,6 +64,11 @@ pub fn host_has_nested_kvm() -> bool {
     kvm_ok && hw && nested
 }
 
+/// The lab kernel's last word, printed at every run's end: noise.
+fn is_power_down(line: &[u8]) -> bool {
+    line.starts_with(b"[") && line.ends_with(b"] reboot: Power down")
+}
+
 fn virtfs(tag: &str, path: &Path, readonly: bool) -> String {
     format!(
         "local,path={},mount_tag={tag},security_model=none,multidevs=remap{}",
@@ -145,6 +150,9 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
             let stdout = std::io::stdout();
             for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
                 let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                if is_power_down(line) {
+                    continue;
+                }
                 let mut lock = stdout.lock();
                 let _ = lock.write_all(line);
                 let _ = lock.write_all(b"\n");
