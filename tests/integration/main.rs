@@ -1,1 +1,2 @@
 mod lab;
+mod lab_drills;
