@@ -42,6 +42,22 @@ impl LabKernel {
     }
 }
 
+/// The project's own lab patches (resources/kernels/patches/*.patch, in
+/// name order), applied before the user's. Known-bad patches live in a
+/// subfolder and are only applied when asked for.
+pub fn project_patches() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/kernels/patches");
+    let mut patches: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "patch"))
+                .collect()
+        })
+        .unwrap_or_default();
+    patches.sort();
+    patches
+}
+
 /// Builds the kernel, or finds it in the cache.
 pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
     if !matches!(spec.flavour.as_str(), "default" | "debug") {
@@ -77,7 +93,7 @@ pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
         "--flavour".to_string(),
         spec.flavour.clone(),
     ];
-    for patch in &spec.patches {
+    for patch in project_patches().iter().chain(&spec.patches) {
         args.push("--patch".to_string());
         args.push(patch.display().to_string());
     }
