@@ -1,2 +1,3 @@
 mod lab;
 mod lab_drills;
+mod linux_loader;

@@ -1,1 +1,3 @@
+pub mod boot_params;
 pub mod layout;
+pub mod mptable;
