@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
+    /// VM setup time and SYNC round trip, against peers measured in the same run.
+    Setup(super::bench_setup::SetupArgs),
     /// Lab kernel build: the recorded time of the cached build (target <= 8 min on 2 cores).
     KernelBuild(KernelArgs),
     /// Lab boot to the command, N times (target <= 5 s).
@@ -43,6 +45,7 @@ fn lab(kernel: &KernelArgs, command: Vec<String>) -> session::LabRun {
 
 pub fn exec(cmd: BenchCmd) -> CmdResult {
     match cmd {
+        BenchCmd::Setup(a) => super::bench_setup::exec(a),
         BenchCmd::KernelBuild(args) => {
             let cache = cache::cache_dir(args.cache.as_ref())?;
             let spec = kernel::KernelSpec {

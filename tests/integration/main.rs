@@ -1,3 +1,10 @@
+//! Integration tests: each file is a module.
+
 mod lab;
 mod lab_drills;
 mod linux_loader;
+mod run_bad_input;
+mod run_linux_lab;
+mod run_payload;
+mod run_util;
+mod run_vmm_api;
