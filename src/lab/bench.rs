@@ -63,11 +63,9 @@ pub fn nested_boot_inner(runs: usize) -> Result<(), LabError> {
         std::env::current_exe().map_err(|e| LabError::io("cannot find", "this executable", e))?;
     // QEMU runs from the host's root: give it /dev, /proc, /sys and a /tmp.
     let setup = format!(
-        "mountpoint -q /host/dev || mount -t devtmpfs devtmpfs /host/dev; \
-         mountpoint -q /host/proc || mount -t proc proc /host/proc; \
-         mountpoint -q /host/sys || mount -t sysfs sysfs /host/sys; \
-         mountpoint -q /host/tmp || mount -t tmpfs tmpfs /host/tmp; \
-         cp {kernel} /host/tmp/vmlinuz && cp {initrd} /host/tmp/initrd"
+        "m() {{ grep -q \" $3 \" /proc/mounts || mount -t $1 $2 $3; }}; \
+         m devtmpfs devtmpfs /host/dev; m proc proc /host/proc; m sysfs sysfs /host/sys; \
+         m tmpfs tmpfs /host/tmp; cp {kernel} /host/tmp/vmlinuz && cp {initrd} /host/tmp/initrd"
     );
     let ok = Command::new("sh")
         .args(["-c", &setup])
