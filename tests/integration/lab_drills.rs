@@ -14,7 +14,12 @@ fn known_bad_patch() -> PathBuf {
         .filter(|p| p.extension().is_some_and(|x| x == "patch"))
         .collect();
     patches.sort();
-    assert_eq!(patches.len(), 1, "expected one known-bad patch in {}", dir.display());
+    assert_eq!(
+        patches.len(),
+        1,
+        "expected one known-bad patch in {}",
+        dir.display()
+    );
     patches.remove(0)
 }
 
@@ -45,10 +50,16 @@ fn lab_drills_all_pass_on_the_stock_kernel() {
     let text = String::from_utf8_lossy(&out.stdout);
     let res = results(&text);
     assert!(text.contains("KTAP version 1"), "no KTAP output");
-    assert!(res.iter().any(|(n, _, _)| n == "exclusive-basic"), "exclusive-basic did not run");
+    assert!(
+        res.iter().any(|(n, _, _)| n == "exclusive-basic"),
+        "exclusive-basic did not run"
+    );
     for (name, ok, skipped) in &res {
         assert!(ok, "{name} failed on the stock lab kernel");
-        assert!(!skipped || !name.starts_with("exclusive-basic"), "{name} was skipped in the lab");
+        assert!(
+            !skipped || !name.starts_with("exclusive-basic"),
+            "{name} was skipped in the lab"
+        );
     }
     assert_eq!(out.status.code(), Some(0));
 }
@@ -60,10 +71,16 @@ fn lab_drills_fail_on_the_known_bad_kernel() {
     }
     let patch = known_bad_patch();
     let patch = patch.to_string_lossy();
-    let out = lab_run(&["--patch", &patch], &["mmuvisor", "drill", "all", "--format", "ktap"]);
+    let out = lab_run(
+        &["--patch", &patch],
+        &["mmuvisor", "drill", "all", "--format", "ktap"],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let res = results(&text);
-    let exclusive: Vec<_> = res.iter().filter(|(n, _, _)| n.starts_with("exclusive-")).collect();
+    let exclusive: Vec<_> = res
+        .iter()
+        .filter(|(n, _, _)| n.starts_with("exclusive-"))
+        .collect();
     assert!(!exclusive.is_empty(), "no exclusive drills ran");
     for (name, ok, skipped) in &exclusive {
         assert!(!skipped, "{name} was skipped on the known-bad kernel");

@@ -3,6 +3,7 @@
 mod lab;
 mod lab_drills;
 mod linux_loader;
+mod payloads;
 mod run_bad_input;
 mod run_linux_lab;
 mod run_payload;
