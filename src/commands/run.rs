@@ -22,7 +22,12 @@ pub struct Args {
     #[arg(long, value_name = "PATH", requires = "kernel")]
     pub initrd: Option<PathBuf>,
     /// Extra kernel command line (appended to the default console=ttyS0 ...).
-    #[arg(long, value_name = "STR", requires = "kernel")]
+    #[arg(
+        long,
+        value_name = "STR",
+        requires = "kernel",
+        allow_hyphen_values = true
+    )]
     pub cmdline: Option<String>,
     /// Bare payload: a built-in name or an ELF path.
     #[arg(long, value_name = "NAME|PATH")]

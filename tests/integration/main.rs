@@ -1,6 +1,9 @@
 //! Integration tests: each file is a module.
 
+mod lab;
+mod lab_drills;
 mod linux_loader;
+mod payloads;
 mod run_bad_input;
 mod run_linux_lab;
 mod run_payload;
