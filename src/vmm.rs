@@ -184,6 +184,7 @@ pub struct Vm {
     vm_fd: VmFd,
     memory: Arc<GuestMemory>,
     vcpu_fds: Vec<VcpuFd>,
+    nr_vcpus: usize,
     mode: GuestMode,
     bus: Arc<PortBus>,
     serial: Arc<Mutex<SerialDevice>>,
@@ -380,6 +381,7 @@ impl Vm {
             vm_fd,
             memory,
             vcpu_fds,
+            nr_vcpus: nr,
             mode,
             bus: Arc::new(bus),
             serial,
@@ -403,6 +405,11 @@ impl Vm {
     /// The KVM VM fd (stats, dirty log, memslots).
     pub fn vm_fd(&self) -> &VmFd {
         &self.vm_fd
+    }
+
+    /// Number of vCPUs.
+    pub fn nr_vcpus(&self) -> usize {
+        self.nr_vcpus
     }
 
     /// Payload or Linux.
@@ -653,6 +660,11 @@ impl RunningVm {
             .ok_or(VmmError::NoSuchVcpu(vcpu))?
             .send(value)
             .map_err(|_| VmmError::NoSuchVcpu(vcpu))
+    }
+
+    /// Number of vCPUs.
+    pub fn nr_vcpus(&self) -> usize {
+        self.replies.len()
     }
 
     /// KVM_RUN exits seen so far, per vCPU.
