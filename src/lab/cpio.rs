@@ -44,7 +44,7 @@ impl CpioWriter {
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -88,7 +88,7 @@ impl CpioWriter {
     /// Ends the archive and returns its bytes.
     pub fn finish(mut self) -> Vec<u8> {
         self.header("TRAILER!!!", 0, 0);
-        while self.buf.len() % 512 != 0 {
+        while !self.buf.len().is_multiple_of(512) {
             self.buf.push(0);
         }
         self.buf

@@ -5,7 +5,6 @@ mod lab_drills;
 mod linux_loader;
 mod payloads;
 mod run_bad_input;
-mod run_linux_lab;
 mod run_payload;
 mod run_util;
 mod run_vmm_api;

@@ -78,17 +78,14 @@ fn config_elf(config: &VmConfig) -> Vec<u8> {
 fn syncs_until_end(vm: &mut Vm) -> (Vec<(usize, u64, u64, u64)>, i32) {
     let mut running = vm.start().expect("start");
     let mut syncs = Vec::new();
-    loop {
-        match running.next_event(Duration::from_secs(60)) {
-            Ok(ev) => match ev.kind {
-                GuestEventKind::Sync { stage, v0, v1 } => {
-                    syncs.push((ev.vcpu, stage, v0, v1));
-                    running.reply(ev.vcpu, 0).expect("reply");
-                }
-                GuestEventKind::Assert { message, .. } => panic!("guest assert: {message}"),
-                _ => {}
-            },
-            Err(_) => break,
+    while let Ok(ev) = running.next_event(Duration::from_secs(60)) {
+        match ev.kind {
+            GuestEventKind::Sync { stage, v0, v1 } => {
+                syncs.push((ev.vcpu, stage, v0, v1));
+                running.reply(ev.vcpu, 0).expect("reply");
+            }
+            GuestEventKind::Assert { message, .. } => panic!("guest assert: {message}"),
+            _ => {}
         }
         if running.outcome().is_some() {
             break;
