@@ -101,7 +101,7 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
     if host_has_nested_kvm() {
         cmd.args(["-enable-kvm", "-cpu", "host"]);
     } else {
-        cmd.args(["-accel", "tcg", "-cpu", "max"]);
+        cmd.args(["-accel", "tcg,thread=single", "-cpu", "max"]);
     }
     cmd.args(["-m", &vm.mem_mib.to_string(), "-smp", &vm.cpus.to_string()])
         .args([
