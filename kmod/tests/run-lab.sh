@@ -62,7 +62,7 @@ timeout 900 qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 2 -nographic -no
 	-kernel "$kdir/bzImage" -initrd "$work/initrd.gz" \
 	-append "console=ttyS0 panic=-1 quiet" > "$work/console.log" 2>&1 < /dev/null &
 qpid=$!
-trap 'kill $qpid 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $qpid 2>/dev/null || true; rm -rf "$work"' EXIT
 wait $qpid || true
 cat "$work/console.log"
 grep -q "LAB: dmesg clean" "$work/console.log" || exit 1
