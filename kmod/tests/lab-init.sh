@@ -27,7 +27,7 @@ if [ -n "$RUN_BENCH" ]; then
 	rmmod test_hmm
 fi
 if rmmod mmuvisor; then echo "LAB: ok rmmod"; else echo "LAB: FAIL rmmod"; fi
-if dmesg | grep -E "WARNING:|BUG:|BUG |Call Trace|circular locking|recursive locking|inconsistent lock|DEBUG_LOCKS_WARN|turning off the locking|lock held when returning|suspicious RCU"; then
+if dmesg | grep -E "WARNING:|BUG:|BUG |circular locking|recursive locking|inconsistent lock|DEBUG_LOCKS_WARN|turning off the locking|lock held when returning|suspicious RCU"; then
 	echo "LAB: FAIL dmesg"
 	dmesg | tail -80
 else
