@@ -17,7 +17,7 @@ if rmmod mmuvisor 2>/dev/null; then echo "LAB: FAIL rmmod while open succeeded";
 exec 3<&-
 [ -e /dev/mmuvisor ] || insmod /mmuvisor.ko
 if [ -n "$RUN_TESTS" ]; then
-	/notifier-tests notifier_client --test-threads=1 --nocapture $TEST_FILTER
+	/notifier-tests ${TEST_FILTER:-notifier_client} --test-threads=1 --nocapture
 	echo "LAB: tests rc=$?"
 fi
 if [ -n "$RUN_BENCH" ]; then
