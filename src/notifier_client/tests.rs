@@ -770,6 +770,63 @@ fn lab_oom_kill_while_exclusive() {
     assert_eq!(errno_of(d.make_exclusive(0, 1)), libc::EPERM);
 }
 
+/// Guest memory backed by a transparent huge page: make_device_exclusive()
+/// splits the PMD mapping and converts single 4 KiB pages of the folio.
+#[test]
+fn lab_thp_backed_pages() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    const HUGE: u64 = 2 << 20;
+    let map = AnonRegion::new((2 * HUGE) as usize).expect("mmap");
+    let a = (map.addr() + HUGE - 1) & !(HUGE - 1);
+    // SAFETY: advice and writes on the 2 MiB-aligned block inside our mapping.
+    unsafe { libc::madvise(a as *mut libc::c_void, HUGE as usize, libc::MADV_HUGEPAGE) };
+    for i in 0..HUGE / PAGE {
+        cpu_write(a + i * PAGE, i);
+    }
+    let thp = std::fs::read_to_string("/proc/self/smaps")
+        .map(|s| s.contains("AnonHugePages:      2048 kB"))
+        .unwrap_or(false);
+    println!("# THP-backed: {thp}");
+    dev.attach(a, HUGE).expect("attach");
+    assert_eq!(dev.make_exclusive(a + 100 * PAGE, 8).expect("convert"), 8);
+    let ev = dev.read_events().expect("events");
+    // The PMD split (a 2 MiB CLEAR inside the first attempt's read section)
+    // makes the first page retry: its own EXCLUSIVE shows up twice.
+    let mut own: Vec<_> = ev
+        .iter()
+        .filter(|e| e.owner_is_self)
+        .map(|e| e.start)
+        .collect();
+    own.dedup();
+    let want: Vec<_> = (100..108).map(|i| a + i * PAGE).collect();
+    assert_eq!(own, want, "{ev:?}");
+    if thp {
+        assert!(split_clear_covers(&ev, a), "PMD split: {ev:?}");
+    }
+    assert_eq!(
+        dev.device_access(a + 103 * PAGE, AccessOp::Add(1000))
+            .expect("add"),
+        Access::Done(103)
+    );
+    assert_eq!(pagemap(a + 103 * PAGE) & PM_PRESENT, 0);
+    assert_ne!(
+        pagemap(a + 99 * PAGE) & PM_PRESENT,
+        0,
+        "neighbour stays mapped"
+    );
+    assert_eq!(cpu_read(a + 99 * PAGE), 99);
+    assert_eq!(cpu_read(a + 103 * PAGE), 1103);
+    assert_eq!(
+        dev.device_access(a + 103 * PAGE, AccessOp::Read)
+            .expect("read"),
+        Access::Revoked
+    );
+    assert_eq!(dev.stats().expect("stats").pages_held, 7);
+}
+
 /// Converter, CPU toucher and device accessor race on one device; then two
 /// processes do the same at once.
 #[test]
