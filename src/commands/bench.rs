@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 pub enum BenchCmd {
     /// VM setup time and SYNC round trip, against peers measured in the same run.
     Setup(super::bench_setup::SetupArgs),
+    /// Device-exclusive conversion rate of /dev/mmuvisor against test_hmm's
+    /// HMM_DMIRROR_EXCLUSIVE (needs mmuvisor.ko and test_hmm.ko: run in the lab).
+    Convert(super::bench_convert::ConvertArgs),
     /// Lab kernel build: the recorded time of the cached build (target <= 8 min on 2 cores).
     KernelBuild(KernelArgs),
     /// Lab boot to the command, N times (target <= 5 s).
@@ -46,6 +49,7 @@ fn lab(kernel: &KernelArgs, command: Vec<String>) -> session::LabRun {
 pub fn exec(cmd: BenchCmd) -> CmdResult {
     match cmd {
         BenchCmd::Setup(a) => super::bench_setup::exec(a),
+        BenchCmd::Convert(a) => super::bench_convert::convert(a),
         BenchCmd::KernelBuild(args) => {
             let cache = cache::cache_dir(args.cache.as_ref())?;
             let spec = kernel::KernelSpec {
