@@ -2,6 +2,7 @@
 
 mod lab;
 mod lab_drills;
+mod lab_kmod;
 mod linux_loader;
 mod payloads;
 mod run_bad_input;
