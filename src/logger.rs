@@ -9,7 +9,11 @@ impl Log for Stderr {
         true
     }
     fn log(&self, record: &Record) {
-        eprintln!("mmuvisor: {}: {}", record.level().as_str().to_lowercase(), record.args());
+        eprintln!(
+            "mmuvisor: {}: {}",
+            record.level().as_str().to_lowercase(),
+            record.args()
+        );
     }
     fn flush(&self) {}
 }

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use mmuvisor::commands;
 
 #[derive(Parser)]
-#[command(name = "mmuvisor", version, about = "A minimal KVM hypervisor for KVM/mm end-to-end drills")]
+#[command(
+    name = "mmuvisor",
+    version,
+    about = "A minimal KVM hypervisor for KVM/mm end-to-end drills"
+)]
 struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -1,1 +1,2 @@
 fn main() {}
+mod drill_secondary_mmu;
