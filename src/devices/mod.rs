@@ -1,1 +1,9 @@
-// Filled in by its issue.
+//! Port I/O devices: COM1 16550, i8042, debug-exit port, and ucall decoding.
+
+pub mod bus;
+pub mod exit_port;
+pub mod i8042;
+pub mod serial;
+pub mod ucall;
+
+pub use bus::{IoAction, PortBus, PortDevice};

@@ -1,0 +1,668 @@
+//! Tests of the notifier client. The `lab_*` tests need /dev/mmuvisor (the
+//! lab kernel with mmuvisor.ko loaded); elsewhere they print
+//! "# SKIP no /dev/mmuvisor" and pass. In the lab run the test binary with
+//! `notifier_client --test-threads=1` (see kmod/tests/lab-init.sh).
+
+use super::bench::AnonRegion;
+use super::uapi::*;
+use super::*;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+const PAGE: u64 = 4096;
+
+fn lab() -> Option<NotifierClient> {
+    if !std::path::Path::new(DEVICE_PATH).exists() {
+        println!("# SKIP no /dev/mmuvisor");
+        return None;
+    }
+    Some(NotifierClient::open().expect("open /dev/mmuvisor"))
+}
+
+fn errno_of<T: std::fmt::Debug>(r: Result<T>) -> i32 {
+    r.expect_err("expected an error").errno().expect("an errno")
+}
+
+fn region(pages: u64) -> AnonRegion {
+    let r = AnonRegion::new((pages * PAGE) as usize).expect("mmap");
+    r.populate();
+    r
+}
+
+fn cpu_read(addr: u64) -> u64 {
+    // SAFETY: the tests only pass aligned addresses of their live mappings.
+    unsafe { std::ptr::read_volatile(addr as *const u64) }
+}
+
+fn cpu_write(addr: u64, v: u64) {
+    // SAFETY: as cpu_read, on writable mappings.
+    unsafe { std::ptr::write_volatile(addr as *mut u64, v) }
+}
+
+/// The /proc/self/pagemap entry of addr.
+fn pagemap(addr: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let f = File::open("/proc/self/pagemap").expect("pagemap");
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, addr / PAGE * 8).expect("pagemap read");
+    u64::from_ne_bytes(b)
+}
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+
+/// Raw ioctl on the device with a range struct; returns errno or 0.
+fn raw_range(dev: &NotifierClient, req: u64, r: mmuvisor_range) -> i32 {
+    let mut r = r;
+    // SAFETY: req is one of ours taking a 32-byte struct; &mut r is valid.
+    let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(dev, req, &mut r) };
+    if ret < 0 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+fn raw_access(dev: &NotifierClient, a: mmuvisor_access) -> i32 {
+    let mut a = a;
+    // SAFETY: DEVICE_ACCESS with a valid &mut struct.
+    let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(dev, MMUVISOR_IOC_DEVICE_ACCESS(), &mut a) };
+    if ret < 0 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+fn fork_child(f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child runs f (no allocation in the tests' closures beyond
+    // what the parent prepared) and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        let code = f();
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+    libc::WEXITSTATUS(status)
+}
+
+/// The event the kernel sends when the CPU takes a page back: CLEAR since
+/// 6.15, EXCLUSIVE without owner before.
+fn restore_kind(v: Version) -> NotifierEventKind {
+    if v.kernel_version >= (6 << 16) | (15 << 8) {
+        NotifierEventKind::Clear
+    } else {
+        NotifierEventKind::Exclusive
+    }
+}
+
+#[test]
+fn event_records_decode() {
+    let raw = mmuvisor_event {
+        seq: 7,
+        time_ns: 99,
+        start: 0x1000,
+        end: 0x2000,
+        event: EV_EXCLUSIVE,
+        flags: EVENT_F_OWNER_SELF | EVENT_F_OWNER_SET | EVENT_F_BLOCKABLE,
+        revoked: 0,
+        reserved: 0,
+    };
+    let e = NotifierEvent::from(&raw);
+    assert_eq!(e.kind, NotifierEventKind::Exclusive);
+    assert!(e.owner_is_self && e.owner_set && e.blockable);
+    assert_eq!(NotifierEventKind::from(EV_CLEAR), NotifierEventKind::Clear);
+    assert_eq!(NotifierEventKind::from(42), NotifierEventKind::Other(42));
+    assert_eq!(NotifierEventKind::ProtectionVma.to_string(), "PROTECTION_VMA");
+    let s = PageState::from(&mmuvisor_page_state { pfn: 5, state: PAGE_REVOKED, revocations: 2 });
+    assert_eq!(s.hold, Hold::Revoked);
+    assert_eq!(s.revocations, 2);
+}
+
+#[test]
+fn open_without_device_is_a_clear_error() {
+    let e = NotifierClient::open_path("/nonexistent/mmuvisor").expect_err("no such device");
+    assert!(e.to_string().contains("module loaded"), "{e}");
+    assert_eq!(e.errno(), Some(libc::ENOENT));
+}
+
+#[test]
+fn lab_version() {
+    let Some(dev) = lab() else { return };
+    let v = dev.version();
+    println!("# mmuvisor {v:?}");
+    assert_eq!(v.abi_version, ABI_VERSION);
+    assert_eq!(v.ring_capacity, RING_CAPACITY);
+    assert_eq!(u64::from(v.max_npages), MAX_NPAGES);
+}
+
+#[test]
+fn lab_errors_before_attach_and_bad_arguments() {
+    let Some(dev) = lab() else { return };
+    let r = region(8);
+    let a = r.addr();
+    assert_eq!(errno_of(dev.make_exclusive(a, 1)), libc::ENOTCONN);
+    assert_eq!(errno_of(dev.query(a, 1)), libc::ENOTCONN);
+    assert_eq!(errno_of(dev.release(a, 1)), libc::ENOTCONN);
+    assert_eq!(errno_of(dev.device_access(a, AccessOp::Read)), libc::ENOTCONN);
+    assert_eq!(errno_of(dev.detach()), libc::ENOTCONN);
+
+    assert_eq!(errno_of(dev.attach(a + 1, PAGE)), libc::EINVAL);
+    assert_eq!(errno_of(dev.attach(a, 0)), libc::EINVAL);
+    assert_eq!(errno_of(dev.attach(a, 100)), libc::EINVAL);
+    assert_eq!(errno_of(dev.attach(u64::MAX & !(PAGE - 1), 2 * PAGE)), libc::EINVAL);
+    assert_eq!(errno_of(dev.attach(1 << 63, PAGE)), libc::EINVAL);
+    dev.attach(a, 8 * PAGE).expect("attach");
+    assert_eq!(errno_of(dev.attach(a, 8 * PAGE)), libc::EBUSY);
+
+    assert_eq!(errno_of(dev.make_exclusive(a + 8, 1)), libc::EINVAL);
+    assert_eq!(errno_of(dev.make_exclusive(a, 0)), libc::EINVAL);
+    assert_eq!(errno_of(dev.make_exclusive(a + 8 * PAGE, 1)), libc::ERANGE);
+    assert_eq!(errno_of(dev.make_exclusive(a - PAGE, 1)), libc::ERANGE);
+    assert_eq!(errno_of(dev.make_exclusive(a, 9)), libc::ERANGE);
+    assert_eq!(errno_of(dev.query(a, 9)), libc::ERANGE);
+    let big = mmuvisor_range { addr: a, npages: MAX_NPAGES + 1, ..Default::default() };
+    assert_eq!(raw_range(&dev, MMUVISOR_IOC_MAKE_EXCLUSIVE(), big), libc::E2BIG);
+    let wrap = mmuvisor_range { addr: a, npages: u64::MAX / PAGE, ..Default::default() };
+    assert_eq!(raw_range(&dev, MMUVISOR_IOC_RELEASE(), wrap), libc::E2BIG);
+    let reserved = mmuvisor_range { addr: a, npages: 1, count: 0, reserved: 1 };
+    assert_eq!(raw_range(&dev, MMUVISOR_IOC_MAKE_EXCLUSIVE(), reserved), libc::EINVAL);
+
+    assert_eq!(errno_of(dev.device_access(a + 4, AccessOp::Read)), libc::EINVAL);
+    assert_eq!(errno_of(dev.device_access(a + 8 * PAGE, AccessOp::Read)), libc::ERANGE);
+    let bad_op = mmuvisor_access { addr: a, op: 3, ..Default::default() };
+    assert_eq!(raw_access(&dev, bad_op), libc::EINVAL);
+    let bad_flags = mmuvisor_access { addr: a, op: 0, flags: 1, ..Default::default() };
+    assert_eq!(raw_access(&dev, bad_flags), libc::EINVAL);
+    assert_eq!(dev.device_access(a, AccessOp::Read).expect("access"), Access::NotHeld);
+
+    // Unknown numbers and wrong structure sizes.
+    // SAFETY: ioctls the module must refuse without touching memory.
+    unsafe {
+        assert!(vmm_sys_util::ioctl::ioctl(&dev, 0xbc40) < 0);
+        assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::ENOTTY));
+        let mut junk = [0u64; 3];
+        assert!(vmm_sys_util::ioctl::ioctl_with_mut_ref(&dev, 0xc018_bc03, &mut junk) < 0);
+        assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::ENOTTY));
+    }
+    // A read shorter than one record.
+    let mut small = [0u8; 10];
+    // SAFETY: reads at most 10 bytes into `small`.
+    let n = unsafe { libc::read(dev.as_raw_fd(), small.as_mut_ptr().cast(), small.len()) };
+    assert_eq!((n, io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EINVAL)));
+
+    // A forked child has another mm: EPERM on the inherited context.
+    let code = fork_child(|| match dev.make_exclusive(a, 1) {
+        Err(e) if e.errno() == Some(libc::EPERM) => 0,
+        _ => 1,
+    });
+    assert_eq!(code, 0, "child should get EPERM");
+
+    dev.detach().expect("detach");
+    assert_eq!(errno_of(dev.detach()), libc::ENOTCONN);
+    dev.attach(a, 8 * PAGE).expect("attach again after detach");
+}
+
+#[test]
+fn lab_unsupported_memory() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        println!("# SKIP kernel without DEVICE_PRIVATE");
+        return;
+    }
+    let check = |r: &AnonRegion, want: i32, what: &str| {
+        let d = NotifierClient::open().expect("open");
+        d.attach(r.addr(), r.len() as u64).expect("attach");
+        assert_eq!(errno_of(d.make_exclusive(r.addr(), 1)), want, "{what}");
+    };
+    let shared = AnonRegion::with_flags(PAGE as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED)
+        .expect("shared mmap");
+    shared.populate();
+    check(&shared, libc::EOPNOTSUPP, "MAP_SHARED anonymous");
+    let ro = AnonRegion::with_flags(PAGE as usize, libc::PROT_READ, libc::MAP_PRIVATE).expect("ro");
+    check(&ro, libc::EACCES, "read-only private");
+
+    // A private mapping of a file (memfd) is not anonymous memory.
+    // SAFETY: creates a memfd we own; mapping it privately.
+    unsafe {
+        let fd = libc::memfd_create(c"mmv".as_ptr(), 0);
+        assert!(fd >= 0);
+        assert_eq!(libc::ftruncate(fd, PAGE as i64), 0);
+        let p = libc::mmap(std::ptr::null_mut(), PAGE as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, fd, 0);
+        assert_ne!(p, libc::MAP_FAILED);
+        std::ptr::write_volatile(p as *mut u64, 1);
+        let d = NotifierClient::open().expect("open");
+        d.attach(p as u64, PAGE).expect("attach");
+        assert_eq!(errno_of(d.make_exclusive(p as u64, 1)), libc::EOPNOTSUPP, "private file mapping");
+        libc::munmap(p, PAGE as usize);
+        libc::close(fd);
+    }
+
+    // A hole in the attached range.
+    let r = region(3);
+    // SAFETY: unmaps the middle page of our own mapping.
+    unsafe { libc::munmap((r.addr() + PAGE) as *mut libc::c_void, PAGE as usize) };
+    let d = NotifierClient::open().expect("open");
+    d.attach(r.addr(), 3 * PAGE).expect("attach");
+    assert_eq!(errno_of(d.make_exclusive(r.addr() + PAGE, 1)), libc::EFAULT);
+    assert_eq!(d.make_exclusive(r.addr(), 1).expect("page before the hole"), 1);
+
+    // hugetlb, if the lab has huge pages reserved.
+    match AnonRegion::with_flags(2 << 20, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_HUGETLB) {
+        Ok(h) => {
+            h.populate();
+            check(&h, libc::EOPNOTSUPP, "hugetlb");
+        }
+        Err(e) => println!("# no hugetlb pages ({e}): hugetlb case not run"),
+    }
+}
+
+#[test]
+fn lab_convert_access_revoke() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        assert_eq!(errno_of(dev.make_exclusive(0, 1)), libc::ENOTCONN);
+        let r = region(1);
+        dev.attach(r.addr(), PAGE).expect("attach");
+        assert_eq!(errno_of(dev.make_exclusive(r.addr(), 1)), libc::EOPNOTSUPP);
+        println!("# SKIP kernel without DEVICE_PRIVATE (EOPNOTSUPP checked)");
+        return;
+    }
+    let n = 8;
+    let r = region(16);
+    let a = r.addr();
+    dev.attach(a, 16 * PAGE).expect("attach");
+    for i in 0..n {
+        assert_ne!(pagemap(a + i * PAGE) & PM_PRESENT, 0, "page {i} present before");
+    }
+    assert_eq!(dev.make_exclusive(a, n).expect("convert"), n);
+    assert_eq!(dev.make_exclusive(a, n).expect("again"), 0, "already held pages are skipped");
+    for i in 0..n {
+        let pm = pagemap(a + i * PAGE);
+        assert_eq!(pm & PM_PRESENT, 0, "page {i} not present while exclusive: {pm:#x}");
+        assert_ne!(pm & PM_SWAP, 0, "page {i} is a swap-type entry: {pm:#x}");
+    }
+    assert_ne!(pagemap(a + n * PAGE) & PM_PRESENT, 0, "page {n} untouched");
+    let ev = dev.read_events().expect("events");
+    let own: Vec<_> = ev.iter().filter(|e| e.kind == NotifierEventKind::Exclusive).collect();
+    assert_eq!(own.len() as u64, n, "{ev:?}");
+    for (i, e) in own.iter().enumerate() {
+        assert!(e.owner_is_self && e.owner_set && e.blockable, "{e:?}");
+        assert_eq!((e.start, e.end), (a + i as u64 * PAGE, a + (i as u64 + 1) * PAGE));
+        assert_eq!(e.revoked, 0);
+    }
+    assert!(ev.windows(2).all(|w| w[1].seq == w[0].seq + 1 && w[1].time_ns >= w[0].time_ns));
+
+    // The device works on its own mapping; the CPU cannot see the page meanwhile.
+    assert_eq!(dev.device_access(a, AccessOp::Read).expect("read"), Access::Done(1));
+    assert_eq!(dev.device_access(a, AccessOp::Write(0x1234)).expect("write"), Access::Done(1));
+    assert_eq!(dev.device_access(a, AccessOp::Add(0x10)).expect("add"), Access::Done(0x1234));
+    assert_eq!(dev.device_access(a + PAGE, AccessOp::Add(5)).expect("add"), Access::Done(2));
+    assert_eq!(pagemap(a) & PM_PRESENT, 0, "device access leaves the CPU PTE alone");
+    let q = dev.query(a, 16).expect("query");
+    assert!(q[..n as usize].iter().all(|s| s.hold == Hold::Held && s.pfn != 0 && s.revocations == 0));
+    assert!(q[n as usize..].iter().all(|s| s.hold == Hold::None));
+
+    // The CPU takes page 0 back: the device loses it, the CPU sees the device's write.
+    assert_eq!(cpu_read(a), 0x1244, "value written by the device");
+    assert_ne!(pagemap(a) & PM_PRESENT, 0, "present again");
+    let ev = dev.read_events().expect("events");
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].kind, restore_kind(dev.version()));
+    assert!(!ev[0].owner_is_self && !ev[0].owner_set);
+    assert_eq!((ev[0].start, ev[0].end, ev[0].revoked), (a, a + PAGE, 1));
+    assert_eq!(dev.device_access(a, AccessOp::Read).expect("access"), Access::Revoked);
+    let q = dev.query(a, 2).expect("query");
+    assert_eq!((q[0].hold, q[0].revocations, q[0].pfn), (Hold::Revoked, 1, 0));
+    assert_eq!(q[1].hold, Hold::Held);
+
+    // A CPU write to page 1 also revokes and lands after the device's add.
+    cpu_write(a + PAGE, cpu_read(a + PAGE) + 100);
+    assert_eq!(cpu_read(a + PAGE), 107);
+    assert_eq!(dev.device_access(a + PAGE, AccessOp::Read).expect("access"), Access::Revoked);
+
+    // Convert page 0 again: held again, one revocation on record.
+    assert_eq!(dev.make_exclusive(a, 1).expect("reconvert"), 1);
+    assert_eq!(dev.device_access(a, AccessOp::Read).expect("read"), Access::Done(0x1244));
+    let st = dev.stats().expect("stats");
+    assert_eq!((st.pages_held, st.revocations, st.events_dropped), (n - 1, 2, 0));
+    assert_eq!((st.attach_start, st.attach_length), (a, 16 * PAGE));
+
+    // RELEASE drops the device mappings without revocations.
+    assert_eq!(dev.release(a, 16).expect("release"), n - 1);
+    assert_eq!(dev.device_access(a, AccessOp::Read).expect("access"), Access::NotHeld);
+    assert_eq!(dev.query(a, 1).expect("query")[0].hold, Hold::Released);
+    let _ = dev.read_events();
+    assert_eq!(cpu_read(a + 2 * PAGE), 3, "released page comes back intact");
+    let ev = dev.read_events().expect("events");
+    assert_eq!((ev.len(), ev[0].revoked), (1, 0), "{ev:?}");
+    assert_eq!(dev.stats().expect("stats").pages_held, 0);
+
+    // munmap of held pages: UNMAP revokes.
+    assert_eq!(dev.make_exclusive(a + 8 * PAGE, 4).expect("convert"), 4);
+    let _ = dev.read_events();
+    // SAFETY: unmaps pages of our own mapping that nothing else uses.
+    unsafe { libc::munmap((a + 8 * PAGE) as *mut libc::c_void, 2 * PAGE as usize) };
+    let ev = dev.read_events().expect("events");
+    assert!(ev.iter().any(|e| e.kind == NotifierEventKind::Unmap && e.revoked == 2), "{ev:?}");
+    dev.detach().expect("detach");
+}
+
+#[test]
+fn lab_mprotect_and_fork_while_exclusive() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let r = region(4);
+    let a = r.addr();
+    dev.attach(a, 4 * PAGE).expect("attach");
+    dev.make_exclusive(a, 4).expect("convert");
+    dev.device_access(a, AccessOp::Write(77)).expect("write");
+    let _ = dev.read_events();
+
+    // SAFETY: changes protection of our own mapping.
+    assert_eq!(unsafe { libc::mprotect(a as *mut libc::c_void, 2 * PAGE as usize, libc::PROT_READ) }, 0);
+    let ev = dev.read_events().expect("events");
+    println!("# mprotect(R) events: {ev:?}");
+    let revoked: u32 = ev.iter().map(|e| e.revoked).sum();
+    assert_eq!(revoked, 2, "mprotect revokes the pages it covers: {ev:?}");
+    assert_eq!(cpu_read(a), 77, "CPU reads the device's value through the read-only mapping");
+    assert_eq!(errno_of(dev.make_exclusive(a, 1)), libc::EACCES);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mprotect(a as *mut libc::c_void, 2 * PAGE as usize, libc::PROT_READ | libc::PROT_WRITE) }, 0);
+    assert_eq!(dev.make_exclusive(a, 4).expect("convert again"), 2);
+    let _ = dev.read_events();
+
+    // fork() write-protects the parent's private pages: the device loses them all.
+    let code = fork_child(|| if cpu_read(a) == 77 && cpu_read(a + 3 * PAGE) == 4 { 0 } else { 1 });
+    assert_eq!(code, 0, "the child sees the memory, including the device's write");
+    let ev = dev.read_events().expect("events");
+    println!("# fork events: {ev:?}");
+    let revoked: u32 = ev.iter().map(|e| e.revoked).sum();
+    assert_eq!(revoked, 4, "{ev:?}");
+    let q = dev.query(a, 4).expect("query");
+    assert!(q.iter().all(|s| s.hold == Hold::Revoked), "{q:?}");
+    // After fork, the parent's COW pages convert again.
+    assert_eq!(dev.make_exclusive(a, 4).expect("convert after fork"), 4);
+    cpu_write(a, 5);
+    assert_eq!(dev.device_access(a, AccessOp::Read).expect("read"), Access::Revoked);
+}
+
+#[test]
+fn lab_two_devices_see_each_other() {
+    let Some(d1) = lab() else { return };
+    if !d1.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let d2 = NotifierClient::open().expect("open");
+    let r = region(2);
+    let a = r.addr();
+    d1.attach(a, 2 * PAGE).expect("attach 1");
+    d2.attach(a, 2 * PAGE).expect("attach 2");
+    d1.make_exclusive(a, 1).expect("convert 1");
+    let e2 = d2.read_events().expect("events");
+    assert_eq!(e2.len(), 1, "{e2:?}");
+    assert!(e2[0].kind == NotifierEventKind::Exclusive && e2[0].owner_set && !e2[0].owner_is_self);
+    // d2 takes the page: d1 loses it (the CPU restore first, then d2's conversion).
+    d2.make_exclusive(a, 1).expect("convert 2");
+    assert_eq!(d1.device_access(a, AccessOp::Read).expect("d1"), Access::Revoked);
+    assert_eq!(d2.device_access(a, AccessOp::Read).expect("d2"), Access::Done(1));
+    let e1 = d1.read_events().expect("events");
+    let kinds: Vec<_> = e1.iter().map(|e| (e.kind, e.owner_is_self, e.revoked)).collect();
+    println!("# d1 events: {kinds:?}");
+    assert_eq!(e1.iter().map(|e| e.revoked).sum::<u32>(), 1);
+    assert!(e1.iter().any(|e| e.kind == NotifierEventKind::Exclusive && e.owner_set && !e.owner_is_self));
+}
+
+#[test]
+fn lab_exit_and_close_while_exclusive() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let r = region(64);
+    let (a, len) = (r.addr(), r.len() as u64);
+    // A child process converts pages and exits with them exclusive, the
+    // file still open and attached.
+    let code = fork_child(|| {
+        let Ok(d) = NotifierClient::open() else { return 2 };
+        if d.attach(a, len).is_err() || d.make_exclusive(a, 64).is_err() {
+            return 3;
+        }
+        std::mem::forget(d);
+        0
+    });
+    assert_eq!(code, 0);
+    // Close without detach, pages exclusive, in this process.
+    let d = NotifierClient::open().expect("open");
+    d.attach(a, len).expect("attach");
+    d.make_exclusive(a, 64).expect("convert");
+    drop(d);
+    assert_eq!(cpu_read(a + 5 * PAGE), 6, "memory intact after close");
+    // munmap while exclusive and attached, then detach.
+    let r2 = region(8);
+    dev.attach(r2.addr(), 8 * PAGE).expect("attach");
+    dev.make_exclusive(r2.addr(), 8).expect("convert");
+    drop(r2);
+    assert_eq!(dev.stats().expect("stats").pages_held, 0);
+    dev.detach().expect("detach");
+}
+
+/// Converter, CPU toucher and device accessor race on one device; then two
+/// processes do the same at once.
+#[test]
+fn lab_concurrent_callers() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    fn race(dev: &NotifierClient, pages: u64, iters: u64) {
+        let r = region(pages);
+        let a = r.addr();
+        dev.attach(a, pages * PAGE).expect("attach");
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..iters {
+                    let p = (i * 7) % pages;
+                    let _ = dev.make_exclusive(a + p * PAGE, (pages - p).min(3));
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+            s.spawn(|| {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let p = (i * 5) % pages;
+                    cpu_write(a + p * PAGE + 8, cpu_read(a + p * PAGE + 8) + 1);
+                    i += 1;
+                }
+            });
+            s.spawn(|| {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let p = (i * 3) % pages;
+                    let _ = dev.device_access(a + p * PAGE + 16, AccessOp::Add(1)).expect("access");
+                    if i % 64 == 0 {
+                        let _ = dev.query(a, pages).expect("query");
+                        let _ = dev.read_events().expect("events");
+                    }
+                    i += 1;
+                }
+            });
+        });
+        let held = dev.query(a, pages).expect("query").iter().filter(|s| s.hold == Hold::Held).count();
+        let st = dev.stats().expect("stats");
+        assert_eq!(st.pages_held, held as u64, "{st:?}");
+        println!("# race: {st:?}");
+        dev.detach().expect("detach");
+    }
+    race(&dev, 16, 400);
+    let pids: Vec<_> = (0..2)
+        .map(|_| {
+            // SAFETY: the child runs the race with its own device and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let ok = std::panic::catch_unwind(|| {
+                    let d = NotifierClient::open().expect("open");
+                    race(&d, 8, 200);
+                })
+                .is_ok();
+                // SAFETY: leaves the child.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            pid
+        })
+        .collect();
+    for pid in pids {
+        let mut status = 0;
+        // SAFETY: waits for our child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child {status:#x}");
+    }
+}
+
+#[test]
+fn lab_event_ring_overflow_and_poll() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let r = region(1);
+    let a = r.addr();
+    dev.attach(a, PAGE).expect("attach");
+    assert!(dev.wait_events(Duration::from_millis(10)).expect("poll").is_empty());
+    let rounds = RING_CAPACITY as u64 / 2 + 100;
+    for i in 0..rounds {
+        dev.make_exclusive(a, 1).expect("convert");
+        cpu_write(a, i);
+    }
+    let st = dev.stats().expect("stats");
+    assert_eq!(st.events_seen, 2 * rounds, "{st:?}");
+    assert_eq!(st.events_queued, u64::from(RING_CAPACITY));
+    assert_eq!(st.events_dropped, 2 * rounds - u64::from(RING_CAPACITY));
+    assert_eq!(st.revocations, rounds);
+    let mut all = Vec::new();
+    loop {
+        let ev = dev.wait_events(Duration::from_millis(0)).expect("events");
+        if ev.is_empty() {
+            break;
+        }
+        all.extend(ev);
+    }
+    assert_eq!(all.len(), RING_CAPACITY as usize);
+    assert!(all.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    // Room again: new events after the gap.
+    dev.make_exclusive(a, 1).expect("convert");
+    let ev = dev.wait_events(Duration::from_secs(1)).expect("events");
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].seq, 2 * rounds, "seq counts dropped records too");
+}
+
+#[test]
+fn lab_event_manager_subscriber() {
+    use event_manager::{EventManager, SubscriberOps};
+    let Some(dev) = lab() else { return };
+    let r = region(4);
+    dev.attach(r.addr(), 4 * PAGE).expect("attach");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let sub = dev
+        .subscriber(move |e: &NotifierEvent| sink.lock().expect("lock").push(*e))
+        .expect("subscriber");
+    let mut em = EventManager::new().expect("event manager");
+    em.add_subscriber(sub);
+    // SAFETY: MADV_DONTNEED on our own mapping: an invalidation the stream reports.
+    unsafe { libc::madvise(r.addr() as *mut libc::c_void, 2 * PAGE as usize, libc::MADV_DONTNEED) };
+    let n = em.run_with_timeout(1000).expect("run");
+    assert!(n >= 1);
+    let seen = seen.lock().expect("lock");
+    assert!(
+        seen.iter().any(|e| e.start <= r.addr() && e.end >= r.addr() + 2 * PAGE),
+        "{seen:?}"
+    );
+}
+
+/// Thousands of random calls with random arguments: errors are fine,
+/// the kernel log must stay free of warnings (checked by the lab script).
+#[test]
+fn lab_fuzz_random_ioctls() {
+    let Some(dev) = lab() else { return };
+    let r = region(32);
+    let a = r.addr();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let cmds = [
+        MMUVISOR_IOC_MAKE_EXCLUSIVE(),
+        MMUVISOR_IOC_RELEASE(),
+        MMUVISOR_IOC_DEVICE_ACCESS(),
+        MMUVISOR_IOC_QUERY(),
+        MMUVISOR_IOC_ATTACH(),
+        MMUVISOR_IOC_DETACH(),
+        MMUVISOR_IOC_STATS(),
+        MMUVISOR_IOC_VERSION(),
+    ];
+    let mut states = vec![mmuvisor_page_state::default(); 64];
+    let mut errors = 0u32;
+    for i in 0..5000u64 {
+        let pick = |v: u64| match v % 6 {
+            0 => a + (v >> 8) % (40 * PAGE),
+            1 => a + ((v >> 8) % 40) * PAGE,
+            2 => v,
+            3 => a - PAGE,
+            4 => 0,
+            _ => a + 31 * PAGE,
+        };
+        let (r0, r1, r2) = (rnd(), rnd(), rnd());
+        let mut buf = [pick(r0), r1 % 70, pick(r2), rnd() % 4];
+        match rnd() % 10 {
+            0 => buf[1] = rnd(),
+            2 => buf[3] = 0,
+            _ => {}
+        }
+        if rnd() % 4 == 0 {
+            buf[1] = (buf[1] & 0xffff_ffff) | (rnd() % 4) << 32;
+        }
+        let mut cmd = cmds[(rnd() % cmds.len() as u64) as usize];
+        if rnd() % 50 == 0 {
+            cmd = rnd() & 0xffff_ffff;
+        }
+        if cmd == MMUVISOR_IOC_QUERY() {
+            // Records go to our buffer or to an address the kernel must refuse.
+            buf[1] %= 64;
+            buf[2] = if rnd() % 3 != 0 { states.as_mut_ptr() as u64 } else { rnd() | 1 << 63 };
+        }
+        // SAFETY: `buf` is 32 writable bytes, the largest struct except
+        // STATS/QUERY output pointers, which are handled above; STATS is
+        // given a larger buffer below.
+        let ret = unsafe {
+            if cmd == MMUVISOR_IOC_STATS() {
+                let mut st = mmuvisor_stats::default();
+                libc::ioctl(dev.as_raw_fd(), cmd as _, &mut st)
+            } else if (cmd >> 16) & 0x3fff > 32 {
+                libc::ioctl(dev.as_raw_fd(), cmd as _, std::ptr::null_mut::<u8>())
+            } else {
+                libc::ioctl(dev.as_raw_fd(), cmd as _, buf.as_mut_ptr())
+            }
+        };
+        errors += (ret < 0) as u32;
+        match i % 7 {
+            0 => cpu_write(a + (rnd() % 32) * PAGE, i),
+            1 => {
+                let _ = dev.read_events();
+            }
+            _ => {}
+        }
+    }
+    println!("# fuzz: {errors} of 5000 calls failed; {:?}", dev.stats().expect("stats"));
+}
