@@ -308,7 +308,11 @@ impl GuestMemory {
     fn memslot(&self, r: &RegionInfo, log_dirty: bool) -> kvm_userspace_memory_region {
         kvm_userspace_memory_region {
             slot: r.slot,
-            flags: if log_dirty { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
+            flags: if log_dirty {
+                KVM_MEM_LOG_DIRTY_PAGES
+            } else {
+                0
+            },
             guest_phys_addr: r.gpa,
             memory_size: r.size,
             userspace_addr: r.hva,
@@ -377,9 +381,9 @@ impl GuestMemory {
 
     /// Whether the whole of [gpa, gpa+len) is RAM of one region.
     pub fn contains_range(&self, gpa: u64, len: u64) -> bool {
-        self.regions.iter().any(|r| {
-            gpa >= r.gpa && gpa.checked_add(len).is_some_and(|e| e <= r.gpa + r.size)
-        })
+        self.regions
+            .iter()
+            .any(|r| gpa >= r.gpa && gpa.checked_add(len).is_some_and(|e| e <= r.gpa + r.size))
     }
 }
 
@@ -399,10 +403,7 @@ mod tests {
     #[test]
     fn splits_around_mmio_gap() {
         assert_eq!(ram_ranges(64 << 20), vec![(0, 64 << 20)]);
-        assert_eq!(
-            ram_ranges(4 << 30),
-            vec![(0, 3 << 30), (4 << 30, 1 << 30)]
-        );
+        assert_eq!(ram_ranges(4 << 30), vec![(0, 3 << 30), (4 << 30, 1 << 30)]);
     }
 
     #[test]
@@ -439,10 +440,19 @@ mod tests {
         unsafe { std::ptr::write_volatile(hva as *mut u64, 0xdead_beef) };
         let after = m.pagemap(gpa).unwrap();
         assert!(after.present && !after.swapped);
-        assert!(after.exclusive, "a private anonymous page we wrote is exclusive");
+        assert!(
+            after.exclusive,
+            "a private anonymous page we wrote is exclusive"
+        );
         // MADV_DONTNEED drops it again.
         // SAFETY: page-aligned range inside our mapping.
-        unsafe { libc::madvise(hva as *mut libc::c_void, PAGE_SIZE as usize, libc::MADV_DONTNEED) };
+        unsafe {
+            libc::madvise(
+                hva as *mut libc::c_void,
+                PAGE_SIZE as usize,
+                libc::MADV_DONTNEED,
+            )
+        };
         assert!(!m.pagemap(gpa).unwrap().present);
     }
 }

@@ -34,7 +34,11 @@ pub enum Error {
     #[error("/dev/mmuvisor speaks ABI {found}, this build expects {expected}")]
     AbiVersion { found: u32, expected: u32 },
     #[error("/dev/mmuvisor reports {what} = {found}, this build expects {expected}")]
-    AbiLayout { what: &'static str, found: u32, expected: u32 },
+    AbiLayout {
+        what: &'static str,
+        found: u32,
+        expected: u32,
+    },
     #[error("mmuvisor {op}: {source}")]
     Ioctl { op: &'static str, source: io::Error },
     #[error("reading mmuvisor events: {0}")]
@@ -42,7 +46,11 @@ pub enum Error {
     #[error("waiting for mmuvisor events: {0}")]
     Poll(io::Error),
     #[error("mmuvisor {op}: {npages} pages is more than the ABI allows ({max})")]
-    TooManyPages { op: &'static str, npages: u64, max: u64 },
+    TooManyPages {
+        op: &'static str,
+        npages: u64,
+        max: u64,
+    },
 }
 
 impl Error {
@@ -189,7 +197,11 @@ impl From<&mmuvisor_page_state> for PageState {
             PAGE_RELEASED => Hold::Released,
             other => Hold::Unknown(other),
         };
-        PageState { hold, revocations: s.revocations, pfn: s.pfn }
+        PageState {
+            hold,
+            revocations: s.revocations,
+            pfn: s.pfn,
+        }
     }
 }
 
@@ -224,7 +236,10 @@ pub struct NotifierClient {
 
 fn ioctl_result(op: &'static str, ret: i32) -> Result<()> {
     if ret < 0 {
-        Err(Error::Ioctl { op, source: io::Error::last_os_error() })
+        Err(Error::Ioctl {
+            op,
+            source: io::Error::last_os_error(),
+        })
     } else {
         Ok(())
     }
@@ -236,7 +251,11 @@ fn read_ready_events(fd: RawFd, max: usize) -> Result<Vec<NotifierEvent>> {
     // SAFETY: buf is a valid, writable buffer of buf.len() plain-data records;
     // the kernel writes at most the byte count passed.
     let n = unsafe {
-        libc::read(fd, buf.as_mut_ptr().cast(), buf.len() * size_of::<mmuvisor_event>())
+        libc::read(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len() * size_of::<mmuvisor_event>(),
+        )
     };
     if n < 0 {
         let err = io::Error::last_os_error();
@@ -262,21 +281,39 @@ impl NotifierClient {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
-            .map_err(|source| Error::Open { path: path.to_string(), source })?;
+            .map_err(|source| Error::Open {
+                path: path.to_string(),
+                source,
+            })?;
         let mut v = mmuvisor_version::default();
         // SAFETY: VERSION writes one mmuvisor_version into the valid &mut v.
         let ret = unsafe { ioctl_with_mut_ref(&file, MMUVISOR_IOC_VERSION(), &mut v) };
         ioctl_result("VERSION", ret)?;
         if v.abi_version != ABI_VERSION {
-            return Err(Error::AbiVersion { found: v.abi_version, expected: ABI_VERSION });
+            return Err(Error::AbiVersion {
+                found: v.abi_version,
+                expected: ABI_VERSION,
+            });
         }
         let layout = [
-            ("event_size", v.event_size, size_of::<mmuvisor_event>() as u32),
-            ("page_state_size", v.page_state_size, size_of::<mmuvisor_page_state>() as u32),
+            (
+                "event_size",
+                v.event_size,
+                size_of::<mmuvisor_event>() as u32,
+            ),
+            (
+                "page_state_size",
+                v.page_state_size,
+                size_of::<mmuvisor_page_state>() as u32,
+            ),
         ];
         for (what, found, expected) in layout {
             if found != expected {
-                return Err(Error::AbiLayout { what, found, expected });
+                return Err(Error::AbiLayout {
+                    what,
+                    found,
+                    expected,
+                });
             }
         }
         let version = Version {
@@ -313,9 +350,17 @@ impl NotifierClient {
 
     fn range_op(&self, op: &'static str, req: u64, addr: u64, npages: u64) -> Result<u64> {
         if npages > MAX_NPAGES {
-            return Err(Error::TooManyPages { op, npages, max: MAX_NPAGES });
+            return Err(Error::TooManyPages {
+                op,
+                npages,
+                max: MAX_NPAGES,
+            });
         }
-        let mut r = mmuvisor_range { addr, npages, ..Default::default() };
+        let mut r = mmuvisor_range {
+            addr,
+            npages,
+            ..Default::default()
+        };
         // SAFETY: MAKE_EXCLUSIVE/RELEASE read and write one mmuvisor_range
         // through the valid &mut r.
         let ret = unsafe { ioctl_with_mut_ref(&self.file, req, &mut r) };
@@ -328,7 +373,12 @@ impl NotifierClient {
     /// (pages it already held are skipped). On error, the pages converted
     /// before the failing one stay held (see [`Self::query`]).
     pub fn make_exclusive(&self, addr: u64, npages: u64) -> Result<u64> {
-        self.range_op("MAKE_EXCLUSIVE", MMUVISOR_IOC_MAKE_EXCLUSIVE(), addr, npages)
+        self.range_op(
+            "MAKE_EXCLUSIVE",
+            MMUVISOR_IOC_MAKE_EXCLUSIVE(),
+            addr,
+            npages,
+        )
     }
 
     /// Drops the device's mappings of the range; returns how many it held.
@@ -346,7 +396,12 @@ impl NotifierClient {
             AccessOp::Write(v) => (ACCESS_WRITE, v),
             AccessOp::Add(v) => (ACCESS_ADD, v),
         };
-        let mut a = mmuvisor_access { addr, op, value, ..Default::default() };
+        let mut a = mmuvisor_access {
+            addr,
+            op,
+            value,
+            ..Default::default()
+        };
         // SAFETY: DEVICE_ACCESS reads and writes one mmuvisor_access through
         // the valid &mut a.
         let ret = unsafe { ioctl_with_mut_ref(&self.file, MMUVISOR_IOC_DEVICE_ACCESS(), &mut a) };
@@ -361,7 +416,11 @@ impl NotifierClient {
     /// Per page of the range: does the device hold it, how often was it revoked.
     pub fn query(&self, addr: u64, npages: u64) -> Result<Vec<PageState>> {
         if npages > MAX_NPAGES {
-            return Err(Error::TooManyPages { op: "QUERY", npages, max: MAX_NPAGES });
+            return Err(Error::TooManyPages {
+                op: "QUERY",
+                npages,
+                max: MAX_NPAGES,
+            });
         }
         let mut states = vec![mmuvisor_page_state::default(); npages as usize];
         let mut q = mmuvisor_query {
@@ -393,7 +452,11 @@ impl NotifierClient {
 
     /// Waits up to `timeout` for at least one event, then reads what is ready.
     pub fn wait_events(&self, timeout: Duration) -> Result<Vec<NotifierEvent>> {
-        let mut pfd = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: pfd is one valid pollfd.
         let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -412,10 +475,10 @@ impl NotifierClient {
     where
         H: FnMut(&NotifierEvent),
     {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(|source| Error::Open { path: DEVICE_PATH.to_string(), source })?;
+        let file = self.file.try_clone().map_err(|source| Error::Open {
+            path: DEVICE_PATH.to_string(),
+            source,
+        })?;
         Ok(NotifierSubscriber::new(file, handler))
     }
 }

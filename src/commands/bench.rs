@@ -30,11 +30,17 @@ pub fn exec(cmd: BenchCmd) -> CmdResult {
 
 fn convert(a: ConvertArgs) -> CmdResult {
     use crate::notifier_client::bench::measure;
-    if a.pages.iter().any(|&n| n == 0 || n as u64 > crate::notifier_client::uapi::MAX_NPAGES) {
+    if a.pages
+        .iter()
+        .any(|&n| n == 0 || n as u64 > crate::notifier_client::uapi::MAX_NPAGES)
+    {
         return Err("bench convert: --pages values must be 1..=1048576".into());
     }
     println!("# bench convert: pages/s, mmuvisor MAKE_EXCLUSIVE vs test_hmm HMM_DMIRROR_EXCLUSIVE");
-    println!("{:>7} {:>6} {:>14} {:>14} {:>7}", "npages", "calls", "mmuvisor", "test_hmm", "ratio");
+    println!(
+        "{:>7} {:>6} {:>14} {:>14} {:>7}",
+        "npages", "calls", "mmuvisor", "test_hmm", "ratio"
+    );
     let mut worst = f64::INFINITY;
     for &n in &a.pages {
         let r = measure(n, a.pages_per_round, a.rounds)?;

@@ -141,9 +141,16 @@ mod tests {
     #[test]
     fn rejects_overlap() {
         let mut bus = PortBus::new();
-        bus.insert(0x60, 1, Arc::new(Mutex::new(Recorder::default()))).unwrap();
-        assert!(bus.insert(0x5f, 2, Arc::new(Mutex::new(Recorder::default()))).is_err());
-        assert!(bus.insert(0x61, 0, Arc::new(Mutex::new(Recorder::default()))).is_err());
-        assert!(bus.insert(0xffff, 1, Arc::new(Mutex::new(Recorder::default()))).is_ok());
+        bus.insert(0x60, 1, Arc::new(Mutex::new(Recorder::default())))
+            .unwrap();
+        assert!(bus
+            .insert(0x5f, 2, Arc::new(Mutex::new(Recorder::default())))
+            .is_err());
+        assert!(bus
+            .insert(0x61, 0, Arc::new(Mutex::new(Recorder::default())))
+            .is_err());
+        assert!(bus
+            .insert(0xffff, 1, Arc::new(Mutex::new(Recorder::default())))
+            .is_ok());
     }
 }

@@ -18,7 +18,11 @@ pub enum Ucall {
     /// Stop until the host replies; the reply goes to RAX.
     Sync { stage: u64, v0: u64, v1: u64 },
     /// The guest failed.
-    Assert { msg_gpa: u64, msg_len: u64, line: u64 },
+    Assert {
+        msg_gpa: u64,
+        msg_len: u64,
+        line: u64,
+    },
     /// This vCPU has finished.
     Done { value: u64 },
 }
@@ -95,14 +99,25 @@ mod tests {
     fn decodes_calls() {
         assert_eq!(
             decode(&regs(1, 2, 3, 4), 4),
-            Ok(Ucall::Sync { stage: 2, v0: 3, v1: 4 })
+            Ok(Ucall::Sync {
+                stage: 2,
+                v0: 3,
+                v1: 4
+            })
         );
         assert_eq!(
             decode(&regs(2, 0x1000, 5, 77), 4),
-            Ok(Ucall::Assert { msg_gpa: 0x1000, msg_len: 5, line: 77 })
+            Ok(Ucall::Assert {
+                msg_gpa: 0x1000,
+                msg_len: 5,
+                line: 77
+            })
         );
         // Upper half of RAX is ignored: `out dx, eax` only uses EAX.
-        assert_eq!(decode(&regs(0xffff_0000_0000_0003, 9, 0, 0), 4), Ok(Ucall::Done { value: 9 }));
+        assert_eq!(
+            decode(&regs(0xffff_0000_0000_0003, 9, 0, 0), 4),
+            Ok(Ucall::Done { value: 9 })
+        );
         assert_eq!(decode(&regs(9, 0, 0, 0), 4), Err(UcallError::Unknown(9)));
         assert_eq!(decode(&regs(1, 0, 0, 0), 1), Err(UcallError::Size(1)));
     }

@@ -54,7 +54,14 @@ impl AnonRegion {
     pub(crate) fn with_flags(len: usize, prot: i32, flags: i32) -> Result<Self, Error> {
         // SAFETY: a fresh anonymous mapping; the kernel picks the address.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, prot, flags | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                flags | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         if ptr == libc::MAP_FAILED {
             return Err(Error::Mmap(len, io::Error::last_os_error()));
@@ -76,7 +83,12 @@ impl AnonRegion {
     pub(crate) fn populate(&self) {
         for i in 0..self.len / PAGE {
             // SAFETY: i * PAGE < len: an aligned u64 inside our writable mapping.
-            unsafe { std::ptr::write_volatile(self.ptr.cast::<u8>().add(i * PAGE).cast::<u64>(), i as u64 + 1) };
+            unsafe {
+                std::ptr::write_volatile(
+                    self.ptr.cast::<u8>().add(i * PAGE).cast::<u64>(),
+                    i as u64 + 1,
+                )
+            };
         }
     }
 }
@@ -101,7 +113,10 @@ fn time_mmuvisor(npages: usize, reps: usize) -> Result<Duration, Error> {
         let got = dev.make_exclusive(addr, npages as u64)?;
         total += t.elapsed();
         if got != npages as u64 {
-            return Err(Error::Short { got, want: npages as u64 });
+            return Err(Error::Short {
+                got,
+                want: npages as u64,
+            });
         }
     }
     dev.detach()?;
@@ -186,5 +201,10 @@ pub fn measure(npages: usize, pages_per_round: usize, rounds: usize) -> Result<C
         }
     }
     let pages = npages * reps * rounds.max(1);
-    Ok(ConvertRate { npages, reps, mmuvisor: rate(pages, a), test_hmm: rate(pages, b) })
+    Ok(ConvertRate {
+        npages,
+        reps,
+        mmuvisor: rate(pages, a),
+        test_hmm: rate(pages, b),
+    })
 }

@@ -18,7 +18,11 @@ pub struct NotifierSubscriber<H: FnMut(&NotifierEvent)> {
 
 impl<H: FnMut(&NotifierEvent)> NotifierSubscriber<H> {
     pub(super) fn new(file: File, handler: H) -> Self {
-        NotifierSubscriber { file, handler, errors: 0 }
+        NotifierSubscriber {
+            file,
+            handler,
+            errors: 0,
+        }
     }
 
     /// Read errors seen so far (the subscriber unregisters on the first).
@@ -52,7 +56,9 @@ impl<H: FnMut(&NotifierEvent)> MutEventSubscriber for NotifierSubscriber<H> {
         if events.event_set().contains(EventSet::IN) {
             self.drain();
         }
-        let broken = events.event_set().intersects(EventSet::ERROR | EventSet::HANG_UP);
+        let broken = events
+            .event_set()
+            .intersects(EventSet::ERROR | EventSet::HANG_UP);
         if broken || self.errors != before {
             if let Err(e) = ops.remove(Events::new(&self.file, EventSet::IN)) {
                 log::warn!("mmuvisor events: cannot unregister: {e:?}");

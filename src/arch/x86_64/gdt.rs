@@ -47,7 +47,11 @@ pub fn segment_from_entry(entry: u64, index: u16) -> kvm_segment {
     kvm_segment {
         base,
         // With 4 KiB granularity the limit counts pages.
-        limit: if g == 1 { (limit_raw << 12) | 0xfff } else { limit_raw },
+        limit: if g == 1 {
+            (limit_raw << 12) | 0xfff
+        } else {
+            limit_raw
+        },
         selector: index * 8,
         type_: ((entry >> 40) & 0xf) as u8,
         present: ((entry >> 47) & 1) as u8,
@@ -88,7 +92,10 @@ mod tests {
     fn decodes_segments() {
         let gdt = boot_gdt();
         let cs = segment_from_entry(gdt[1], CODE_INDEX);
-        assert_eq!((cs.selector, cs.l, cs.db, cs.type_, cs.present, cs.s, cs.g), (8, 1, 0, 0xb, 1, 1, 1));
+        assert_eq!(
+            (cs.selector, cs.l, cs.db, cs.type_, cs.present, cs.s, cs.g),
+            (8, 1, 0, 0xb, 1, 1, 1)
+        );
         assert_eq!(cs.limit, 0xffff_ffff);
         let ds = segment_from_entry(gdt[2], DATA_INDEX);
         assert_eq!((ds.selector, ds.db, ds.type_, ds.l), (0x10, 1, 3, 0));

@@ -23,7 +23,10 @@ pub fn identity_entries() -> Vec<(u64, u64)> {
         let pd = PDE_START + d * 0x1000;
         v.push((PDPTE_START + d * 8, pd | PRESENT_RW));
         for i in 0..512u64 {
-            v.push((pd + i * 8, ((d * 512 + i) << 21) | PRESENT_RW | PAGE_SIZE_BIT));
+            v.push((
+                pd + i * 8,
+                ((d * 512 + i) << 21) | PRESENT_RW | PAGE_SIZE_BIT,
+            ));
         }
     }
     v

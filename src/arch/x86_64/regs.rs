@@ -4,7 +4,9 @@ use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 
 use super::gdt::{boot_gdt, segment_from_entry, CODE_INDEX, DATA_INDEX, TSS_INDEX};
-use super::layout::{BOOT_GDT_START, BOOT_IDT_START, PAYLOAD_STACK_SIZE, PAYLOAD_STACK_TOP, PML4_START};
+use super::layout::{
+    BOOT_GDT_START, BOOT_IDT_START, PAYLOAD_STACK_SIZE, PAYLOAD_STACK_TOP, PML4_START,
+};
 
 /// Errors setting vCPU registers.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +118,10 @@ mod tests {
         let r = payload_regs(0x100040, 3, 4, [10, 11, 12, 13]);
         assert_eq!(r.rip, 0x100040);
         assert_eq!(r.rsp, 0x200000 - 3 * 0x4000);
-        assert_eq!((r.rdi, r.rsi, r.rdx, r.rcx, r.r8, r.r9), (3, 4, 10, 11, 12, 13));
+        assert_eq!(
+            (r.rdi, r.rsi, r.rdx, r.rcx, r.r8, r.r9),
+            (3, 4, 10, 11, 12, 13)
+        );
         assert_eq!(r.rflags, 2);
     }
 
@@ -134,7 +139,13 @@ mod tests {
         assert_eq!(s.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE | X86_CR0_PG);
         assert_eq!(s.cr0 & 0x4, 0, "CR0.EM must be clear for SSE");
         assert_eq!(s.efer, EFER_LME | EFER_LMA);
-        assert_eq!((s.cs.selector, s.cs.l, s.ds.selector, s.tr.selector), (8, 1, 0x10, 0x18));
-        assert_eq!((s.gdt.base, s.gdt.limit, s.idt.base, s.idt.limit), (0x500, 31, 0x520, 7));
+        assert_eq!(
+            (s.cs.selector, s.cs.l, s.ds.selector, s.tr.selector),
+            (8, 1, 0x10, 0x18)
+        );
+        assert_eq!(
+            (s.gdt.base, s.gdt.limit, s.idt.base, s.idt.limit),
+            (0x500, 31, 0x520, 7)
+        );
     }
 }
