@@ -7,6 +7,19 @@ pub enum BenchCmd {
     /// Device-exclusive conversion rate of /dev/mmuvisor against test_hmm's
     /// HMM_DMIRROR_EXCLUSIVE (needs mmuvisor.ko and test_hmm.ko: run in the lab).
     Convert(ConvertArgs),
+    /// Revocation round trip (guest touch -> PTE present again) vs a plain
+    /// process touching an exclusive page; p50/p99 (needs the module: lab).
+    Revoke {
+        /// Conversions to time.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
+    /// Every drill (or the named ones) N times: verdict stability.
+    Repeat {
+        names: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        times: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -25,6 +38,15 @@ pub struct ConvertArgs {
 pub fn exec(cmd: BenchCmd) -> CmdResult {
     match cmd {
         BenchCmd::Convert(a) => convert(a),
+        BenchCmd::Revoke { rounds } => {
+            crate::drill::bench::revoke(rounds.max(1), &Default::default())?;
+            Ok(0)
+        }
+        BenchCmd::Repeat { names, times } => Ok(crate::drill::bench::repeat(
+            &names,
+            times.max(1),
+            &Default::default(),
+        )?),
     }
 }
 

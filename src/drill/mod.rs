@@ -8,6 +8,7 @@
 //! events ([`verdict`]). Output: KTAP ([`ktap`]), JSON ([`json`]), SVG
 //! timelines ([`timeline`]).
 
+pub mod bench;
 pub mod device;
 pub mod guest;
 pub mod json;
@@ -50,12 +51,12 @@ pub struct Needs {
     pub module: bool,
 }
 
-const PLAIN: Needs = Needs {
+pub(crate) const PLAIN: Needs = Needs {
     kvm: true,
     tracefs: true,
     module: false,
 };
-const MODULE: Needs = Needs {
+pub(crate) const MODULE: Needs = Needs {
     kvm: true,
     tracefs: true,
     module: true,
