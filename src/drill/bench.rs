@@ -35,7 +35,7 @@ fn line(name: &str, mut v: Vec<u64>) -> (u64, u64) {
 /// same guest step without a conversion and a plain process page.
 pub fn revoke(rounds: usize, cfg: &DrillConfig) -> Result<(), String> {
     if let Some(why) = runner::missing(crate::drill::MODULE) {
-        return Err(format!("bench revoke needs {why} (run it in the lab)"));
+        return Err(format!("bench revoke: {why} (run it in the lab)"));
     }
     let ctx = Ctx {
         cfg: cfg.clone(),

@@ -1,2 +1,3 @@
 fn main() {}
+mod drill_ktap;
 mod drill_secondary_mmu;
