@@ -21,7 +21,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let page = setup(&mut s, n)?;
     let hva = s.hva(page)?;
     let vcpus = s.nr_vcpus();
-    let loops = (ctx.cfg.iterations.max(1) * 20_000).min(u32::MAX as u64) as u32;
+    let loops = (ctx.cfg.iterations.max(1) * 2_000_000).min(u32::MAX as u64) as u32;
     for v in 0..vcpus {
         s.issue(v, Op::AtomicIncLoop(loops), page)?;
     }

@@ -27,7 +27,7 @@ impl Default for DrillConfig {
             pages: 8,
             iterations: 4,
             seed: 1,
-            step_timeout_ms: 20_000,
+            step_timeout_ms: 60_000,
         }
     }
 }

@@ -90,6 +90,8 @@ pub fn invalidated(
 /// What an exclusive drill observed about one page; fed to [`judge_exclusive`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExclusiveObs {
+    /// Prefix for diagnostics when a drill judges several pages ("page 7: ").
+    pub label: String,
     /// Host range of the page.
     pub hva: u64,
     /// make-exclusive call window.
@@ -151,13 +153,21 @@ pub fn judge_exclusive(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
     if o.pagemap_present_after_conversion {
         detail.push("pagemap shows the page present right after make-exclusive".to_string());
     }
+    let l = &o.label;
     v.check(
         "no-guest-write-while-exclusive",
         detail.is_empty(),
-        detail.join("; "),
+        format!("{l}{}", detail.join("; ")),
     );
     // (2) KVM invalidated the page's host range during the conversion.
-    invalidated(v, "make-exclusive", events, o.conversion, start, end);
+    invalidated(
+        v,
+        &format!("{l}make-exclusive"),
+        events,
+        o.conversion,
+        start,
+        end,
+    );
     // (3) the guest's first access revokes the device.
     let mut r = Vec::new();
     if !o.revoked_after_guest_touch {
@@ -172,7 +182,7 @@ pub fn judge_exclusive(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
     v.check(
         "guest-access-revokes",
         r.is_empty(),
-        format!("{} ({kvm_words})", r.join("; ")),
+        format!("{l}{} ({kvm_words})", r.join("; ")),
     );
     // (4) nothing lost.
     let want = o.initial_value + o.device_increments + o.guest_increments;
@@ -180,7 +190,7 @@ pub fn judge_exclusive(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
         "nothing-lost",
         o.final_value == want,
         format!(
-            "final value {} != {} initial + {} device + {} guest increments = {want}",
+            "{l}final value {} != {} initial + {} device + {} guest increments = {want}",
             o.final_value, o.initial_value, o.device_increments, o.guest_increments
         ),
     );
@@ -189,7 +199,7 @@ pub fn judge_exclusive(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
         "neighbours-intact",
         o.neighbour_mismatches == 0,
         format!(
-            "{} words of neighbouring pages changed",
+            "{l}{} words of neighbouring pages changed",
             o.neighbour_mismatches
         ),
     );
