@@ -133,6 +133,19 @@ pub trait InterpGuest {
     /// Tells every vCPU to exit and reaps the VM.
     fn finish(&mut self) -> Result<(), GuestError>;
 
+    /// Turns KVM dirty logging of guest RAM on or off.
+    fn set_dirty_logging(&mut self, _on: bool) -> Result<(), GuestError> {
+        Err(GuestError::Vmm("this guest has no KVM dirty log".into()))
+    }
+    /// GPAs of pages KVM logged dirty since the last call.
+    fn dirty_gpas(&mut self) -> Result<Vec<u64>, GuestError> {
+        Err(GuestError::Vmm("this guest has no KVM dirty log".into()))
+    }
+    /// Deletes every RAM memslot and registers them again.
+    fn recreate_memslots(&mut self) -> Result<(), GuestError> {
+        Err(GuestError::Vmm("this guest has no KVM memslots".into()))
+    }
+
     /// Host virtual address of `gpa`.
     fn gpa_to_hva(&self, gpa: u64) -> Option<u64> {
         self.regions()

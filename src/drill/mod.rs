@@ -26,7 +26,7 @@ mod exclusive_basic;
 mod exclusive_cow;
 mod exclusive_dirty_log;
 mod exclusive_dontneed;
-pub(crate) mod exclusive_memslot_delete;
+mod exclusive_memslot_delete;
 mod exclusive_migrate;
 mod exclusive_mprotect;
 mod exclusive_reconvert;

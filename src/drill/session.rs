@@ -118,6 +118,10 @@ impl Session {
         self.guest.as_ref()
     }
 
+    pub fn guest_mut(&mut self) -> &mut dyn InterpGuest {
+        self.guest.as_mut()
+    }
+
     /// Data pages that exist in guest RAM.
     pub fn max_pages(&self) -> u64 {
         self.guest.mem_size().saturating_sub(page_gpa(0)) / PAGE_SIZE
