@@ -186,3 +186,24 @@ pub fn numa_nodes() -> Vec<i32> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forked_reader_sees_its_cow_copy() {
+        let mut v = Box::new(5u64);
+        let hva = &mut *v as *mut u64 as u64;
+        let mut child = ForkedReader::spawn(hva).expect("fork");
+        // SAFETY: our own box.
+        unsafe { std::ptr::write_volatile(hva as *mut u64, 6) };
+        assert_eq!(child.read().expect("child"), 5);
+        assert_eq!(*v, 6);
+    }
+
+    #[test]
+    fn parses_node_list() {
+        assert!(!numa_nodes().is_empty() || !std::path::Path::new("/sys/devices/system/node/online").exists());
+    }
+}
