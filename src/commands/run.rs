@@ -1,9 +1,241 @@
-//! `mmuvisor run` (owned by the VMM foundation issue).
+//! `mmuvisor run`: boot a Linux kernel or run a bare payload, print its serial
+//! output, and exit with the guest's exit code (see docs/design.md).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
 use super::CmdResult;
+use crate::guest_memory::Thp;
+use crate::loader::linux::LinuxImage;
+use crate::vmm::{GuestEventKind, GuestImage, OutcomeReason, SerialSink, Vm, VmConfig, VmmError};
 
-#[derive(clap::Args)]
-pub struct Args {}
+/// Exit code when `--timeout` expires.
+pub const EXIT_TIMEOUT: i32 = 124;
 
-pub fn exec(_args: Args) -> CmdResult {
-    Err("run: not implemented yet".into())
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("guest").required(true).args(["kernel", "payload"])))]
+pub struct Args {
+    /// Linux kernel to boot (bzImage or ELF vmlinux), 64-bit direct boot.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk for the kernel.
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Extra kernel command line (appended to the default console=ttyS0 ...).
+    #[arg(long, value_name = "STR", requires = "kernel")]
+    pub cmdline: Option<String>,
+    /// Bare payload: a built-in name or an ELF path.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub payload: Option<String>,
+    /// Payload argument (up to 4, in RDX, RCX, R8, R9).
+    #[arg(long = "arg", value_name = "N", requires = "payload", value_parser = parse_u64)]
+    pub args: Vec<u64>,
+    /// Guest RAM, e.g. 64M or 2G (default 512M for Linux, 64M for payloads).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub mem: Option<u64>,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    pub vcpus: usize,
+    /// Transparent huge pages for guest RAM (madvise); default: system setting.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub thp: Option<String>,
+    /// Stop the guest after this many seconds (exit 124).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
+
+/// Parses a number in decimal or 0x hex.
+pub fn parse_u64(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => t.parse(),
+    };
+    r.map_err(|_| format!("'{s}' is not a number"))
+}
+
+/// Parses a size like 64M, 2G, 512K, 1T or plain bytes (binary units; an
+/// optional "iB"/"B" suffix is accepted).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix("ib"))
+        .or_else(|| t.strip_suffix('B'))
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(t);
+    let (num, shift) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 30),
+        Some('t' | 'T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 64M, 2G)"))?;
+    n.checked_mul(1u64 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("size '{s}' is zero or too large"))
+}
+
+/// The ELF bytes of a payload: an existing file, else a built-in name.
+pub fn resolve_payload(spec: &str) -> Result<Vec<u8>, String> {
+    let path = Path::new(spec);
+    if path.exists() || spec.contains('/') {
+        return std::fs::read(path).map_err(|e| format!("cannot read payload {spec}: {e}"));
+    }
+    match crate::commands::run::builtin_payload(spec) {
+        Some(b) => Ok(b.to_vec()),
+        None => Err(format!(
+            "no payload named '{spec}' (built-in: {}) and no such file",
+            builtin_names().join(", ")
+        )),
+    }
+}
+
+/// Built-in payloads (from `crate::payloads`, filled in by the guest crate).
+pub fn builtin_payload(name: &str) -> Option<&'static [u8]> {
+    crate::payloads::builtin(name)
+}
+
+/// Names of the built-in payloads.
+pub fn builtin_names() -> Vec<&'static str> {
+    crate::payloads::names().to_vec()
+}
+
+fn check_readable(what: &str, p: &Path) -> Result<(), String> {
+    std::fs::File::open(p)
+        .map(|_| ())
+        .map_err(|e| format!("cannot read {what} {}: {e}", p.display()))
+}
+
+/// Builds the VM configuration from the command line.
+pub fn config_from_args(a: &Args) -> Result<VmConfig, String> {
+    let thp = match a.thp.as_deref() {
+        Some("on") => Thp::On,
+        Some("off") => Thp::Off,
+        _ => Thp::Default,
+    };
+    let image = if let Some(k) = &a.kernel {
+        check_readable("kernel", k)?;
+        if let Some(i) = &a.initrd {
+            check_readable("initrd", i)?;
+        }
+        GuestImage::Linux(LinuxImage {
+            kernel: k.clone(),
+            initrd: a.initrd.clone(),
+            cmdline: a.cmdline.clone().unwrap_or_default(),
+        })
+    } else if let Some(p) = &a.payload {
+        if a.args.len() > 4 {
+            return Err(format!("at most 4 --arg values, got {}", a.args.len()));
+        }
+        let mut args = [0u64; 4];
+        args[..a.args.len()].copy_from_slice(&a.args);
+        GuestImage::Payload {
+            elf: resolve_payload(p)?,
+            args,
+        }
+    } else {
+        return Err("give --kernel or --payload".into());
+    };
+    let default_mem = match image {
+        GuestImage::Linux(_) => 512 << 20,
+        GuestImage::Payload { .. } => 64 << 20,
+    };
+    if let Some(t) = a.timeout {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(format!("--timeout {t} must be a positive number of seconds"));
+        }
+    }
+    Ok(VmConfig {
+        mem_size: a.mem.unwrap_or(default_mem),
+        vcpus: a.vcpus,
+        thp,
+        image,
+        serial: SerialSink::Stdout,
+        stdin: true,
+    })
+}
+
+pub fn exec(a: Args) -> CmdResult {
+    let config = config_from_args(&a)?;
+    let mut vm = Vm::new(&config)?;
+    let mut running = vm.start()?;
+    let deadline = a
+        .timeout
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    loop {
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        match running.next_event(wait) {
+            Ok(ev) => {
+                if let GuestEventKind::Sync { stage, v0, v1 } = ev.kind {
+                    log::debug!("vCPU {}: SYNC stage {stage} v0 {v0:#x} v1 {v1:#x}, replying 0", ev.vcpu);
+                    running.reply(ev.vcpu, 0)?;
+                }
+                if running.outcome().is_some() {
+                    break;
+                }
+            }
+            Err(VmmError::Timeout) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    running.stop();
+                    break;
+                }
+            }
+            Err(VmmError::Ended) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let outcome = running.wait()?;
+    match &outcome.reason {
+        OutcomeReason::Stopped => {
+            eprintln!(
+                "mmuvisor: timeout: guest still running after {} s",
+                a.timeout.unwrap_or_default()
+            );
+            Ok(EXIT_TIMEOUT)
+        }
+        OutcomeReason::Assert { .. } | OutcomeReason::Crash(_) => {
+            eprintln!("mmuvisor: {outcome}");
+            Ok(outcome.code)
+        }
+        _ => {
+            log::info!("{outcome}");
+            Ok(outcome.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("-1M").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+        assert!(parse_size("17179869184G").is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64("0x10"), Ok(16));
+        assert_eq!(parse_u64("42"), Ok(42));
+        assert!(parse_u64("x").is_err());
+    }
 }

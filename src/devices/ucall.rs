@@ -135,6 +135,9 @@ mod tests {
         assert_eq!(assert_message(&mem, 0x1000, u64::MAX), "boom");
         // Message running past the end of RAM gets shortened.
         let end = (16 << 20) - 4;
+        mem.mmap()
+            .write_slice(b"abcd", vm_memory::GuestAddress(end))
+            .unwrap();
         assert_eq!(assert_message(&mem, end, 100).len(), 4);
         assert!(assert_message(&mem, 1 << 40, 10).starts_with("<unreadable"));
     }

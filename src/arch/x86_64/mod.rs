@@ -1,10 +1,12 @@
 //! x86_64 boot state: memory layout, descriptor tables, paging, registers,
-//! MSRs, CPUID and local APIC setup.
+//! MSRs, CPUID, local APIC setup, zero page and MP table.
 
+pub mod boot_params;
 pub mod cpuid;
 pub mod gdt;
 pub mod interrupts;
 pub mod layout;
 pub mod msrs;
+pub mod mptable;
 pub mod paging;
 pub mod regs;
