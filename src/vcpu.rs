@@ -288,7 +288,9 @@ impl Vcpu {
                             None => Next::Unhandled(format!(
                                 "port write {port:#x} size {} value {:#x}",
                                 data.len(),
-                                data.iter().rev().fold(0u64, |a, &b| (a << 8) | u64::from(b))
+                                data.iter()
+                                    .rev()
+                                    .fold(0u64, |a, &b| (a << 8) | u64::from(b))
                             )),
                         }
                     }

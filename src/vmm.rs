@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{kvm_mp_state, kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_mp_state, kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE,
+    KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
 use crate::arch::x86_64::layout::{DEBUG_EXIT_PORT, PAYLOAD_DATA_START, PAYLOAD_MAX_VCPUS};
@@ -22,8 +25,8 @@ use crate::devices::PortBus;
 use crate::guest_memory::{GuestMemory, Thp};
 use crate::loader::linux::{load_linux, LinuxImage};
 use crate::loader::payload;
-pub use crate::vcpu::{GuestEvent, GuestEventKind, GuestMode};
 use crate::vcpu::{monotonic_ns, register_kick_handler, Vcpu, VcpuMsg, VcpuShared};
+pub use crate::vcpu::{GuestEvent, GuestEventKind, GuestMode};
 
 pub use crate::guest_memory::GuestMemory as Memory;
 
@@ -216,7 +219,11 @@ pub fn validate(config: &VmConfig, kvm_max: usize) -> Result<()> {
         return Err(VmmError::NoVcpus);
     }
     if config.vcpus > kvm_max {
-        return Err(VmmError::TooManyVcpus(config.vcpus, kvm_max, "KVM_CAP_MAX_VCPUS"));
+        return Err(VmmError::TooManyVcpus(
+            config.vcpus,
+            kvm_max,
+            "KVM_CAP_MAX_VCPUS",
+        ));
     }
     let min = match config.image {
         GuestImage::Payload { .. } => {
@@ -328,9 +335,14 @@ impl Vm {
         let serial = Arc::new(Mutex::new(serial));
         let mut bus = PortBus::new();
         let dev_err = |e: crate::devices::bus::BusError| VmmError::Device(e.to_string());
-        bus.insert(COM1_BASE, COM1_LEN, serial.clone()).map_err(dev_err)?;
-        bus.insert(I8042_BASE, I8042_LEN, Arc::new(Mutex::new(I8042::default())))
+        bus.insert(COM1_BASE, COM1_LEN, serial.clone())
             .map_err(dev_err)?;
+        bus.insert(
+            I8042_BASE,
+            I8042_LEN,
+            Arc::new(Mutex::new(I8042::default())),
+        )
+        .map_err(dev_err)?;
         bus.insert(DEBUG_EXIT_PORT, 1, Arc::new(Mutex::new(ExitPort)))
             .map_err(dev_err)?;
         // The irqfd stays registered for the VM's lifetime; KVM holds its own reference.
@@ -479,7 +491,10 @@ impl Vm {
 }
 
 /// Runs an event manager that feeds stdin to the serial port until the VM stops.
-fn spawn_stdin(serial: Arc<Mutex<SerialDevice>>, shared: Arc<VcpuShared>) -> Option<JoinHandle<()>> {
+fn spawn_stdin(
+    serial: Arc<Mutex<SerialDevice>>,
+    shared: Arc<VcpuShared>,
+) -> Option<JoinHandle<()>> {
     use event_manager::{EventManager, SubscriberOps};
     let mut em: EventManager<Box<dyn event_manager::MutEventSubscriber + Send>> =
         EventManager::new().ok()?;
@@ -502,7 +517,11 @@ pub enum OutcomeReason {
     AllDone,
     Reset,
     DebugExit(u8),
-    Assert { vcpu: usize, message: String, line: u64 },
+    Assert {
+        vcpu: usize,
+        message: String,
+        line: u64,
+    },
     Crash(String),
     /// Stopped by the host (`RunningVm::stop`, e.g. a timeout).
     Stopped,
@@ -571,7 +590,9 @@ impl RunningVm {
                     line: *line,
                 },
             ),
-            GuestEventKind::DebugExit(c) => self.set_outcome(i32::from(*c), OutcomeReason::DebugExit(*c)),
+            GuestEventKind::DebugExit(c) => {
+                self.set_outcome(i32::from(*c), OutcomeReason::DebugExit(*c))
+            }
             GuestEventKind::Reset => self.set_outcome(0, OutcomeReason::Reset),
             GuestEventKind::Crash(r) => self.set_outcome(3, OutcomeReason::Crash(r.clone())),
             GuestEventKind::Sync { .. } | GuestEventKind::Serial(_) => {}
@@ -622,7 +643,10 @@ impl RunningVm {
 
     /// KVM_RUN exits seen so far, per vCPU.
     pub fn exit_counts(&self) -> Vec<u64> {
-        self.exits.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+        self.exits
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// The outcome decided so far (by the events seen).

@@ -146,7 +146,9 @@ pub fn config_from_args(a: &Args) -> Result<VmConfig, String> {
     };
     if let Some(t) = a.timeout {
         if !(t.is_finite() && t > 0.0) {
-            return Err(format!("--timeout {t} must be a positive number of seconds"));
+            return Err(format!(
+                "--timeout {t} must be a positive number of seconds"
+            ));
         }
     }
     Ok(VmConfig {
@@ -174,7 +176,10 @@ pub fn exec(a: Args) -> CmdResult {
         match running.next_event(wait) {
             Ok(ev) => {
                 if let GuestEventKind::Sync { stage, v0, v1 } = ev.kind {
-                    log::debug!("vCPU {}: SYNC stage {stage} v0 {v0:#x} v1 {v1:#x}, replying 0", ev.vcpu);
+                    log::debug!(
+                        "vCPU {}: SYNC stage {stage} v0 {v0:#x} v1 {v1:#x}, replying 0",
+                        ev.vcpu
+                    );
                     running.reply(ev.vcpu, 0)?;
                 }
                 if running.outcome().is_some() {

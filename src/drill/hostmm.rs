@@ -204,6 +204,9 @@ mod tests {
 
     #[test]
     fn parses_node_list() {
-        assert!(!numa_nodes().is_empty() || !std::path::Path::new("/sys/devices/system/node/online").exists());
+        assert!(
+            !numa_nodes().is_empty()
+                || !std::path::Path::new("/sys/devices/system/node/online").exists()
+        );
     }
 }

@@ -3,15 +3,171 @@
 
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held, NotifierEvent};
 use crate::drill::guest::InterpGuest;
+use crate::drill::guest::{GuestError, SyncReport};
 use crate::drill::runner::GuestSpec;
 use crate::drill::session::{DrillError, DrillResult, Session};
+use crate::guest_memory::Thp;
 use crate::notifier_client::{self as nc, Access, AccessOp, Hold, NotifierClient};
+use crate::secondary_mmu::GuestRegion;
+use crate::vmm::{GuestEventKind, RunningVm, SerialSink, Vm, VmConfig, VmmError, MIN_PAYLOAD_MEM};
+use std::time::Duration;
+
+/// The `interp` payload running on the VMM.
+pub struct VmmGuest {
+    // Field order: the running VM (vCPU threads) ends before the Vm.
+    running: Option<RunningVm>,
+    vm: Vm,
+    nr_vcpus: usize,
+    stopped: Option<String>,
+}
 
 /// Starts the `interp` payload on the VMM.
-pub fn start_interp(_spec: &GuestSpec) -> DrillResult<Box<dyn InterpGuest>> {
-    Err(DrillError::Skip(
-        "this build has no VMM yet (vmm branch not merged)".into(),
-    ))
+pub fn start_interp(spec: &GuestSpec) -> DrillResult<Box<dyn InterpGuest>> {
+    // MMUVISOR_INTERP_ELF: run the drills on another build of the payload.
+    let elf = match std::env::var_os("MMUVISOR_INTERP_ELF") {
+        Some(p) => std::fs::read(&p).map_err(|e| {
+            DrillError::Host(format!(
+                "MMUVISOR_INTERP_ELF {}: {e}",
+                std::path::Path::new(&p).display()
+            ))
+        })?,
+        None => crate::payloads::builtin("interp")
+            .ok_or_else(|| {
+                DrillError::Skip(
+                    "this build has no interp payload (guest branch not merged)".into(),
+                )
+            })?
+            .to_vec(),
+    };
+    let mut cfg = VmConfig::payload(elf, spec.vcpus);
+    cfg.mem_size = spec.mem_bytes.max(MIN_PAYLOAD_MEM);
+    cfg.thp = if spec.thp { Thp::On } else { Thp::Off };
+    cfg.serial = SerialSink::Events;
+    let mut vm = Vm::new(&cfg).map_err(|e| DrillError::Host(format!("VM: {e}")))?;
+    let running = vm
+        .start()
+        .map_err(|e| DrillError::Host(format!("VM start: {e}")))?;
+    Ok(Box::new(VmmGuest {
+        running: Some(running),
+        vm,
+        nr_vcpus: spec.vcpus,
+        stopped: None,
+    }))
+}
+
+fn vmm(e: impl std::fmt::Display) -> GuestError {
+    GuestError::Vmm(e.to_string())
+}
+
+impl InterpGuest for VmmGuest {
+    fn nr_vcpus(&self) -> usize {
+        self.nr_vcpus
+    }
+    fn mem_size(&self) -> u64 {
+        self.vm.memory().size()
+    }
+    fn regions(&self) -> Vec<GuestRegion> {
+        self.vm
+            .memory()
+            .regions()
+            .iter()
+            .map(|r| GuestRegion {
+                gpa: r.gpa,
+                hva: r.hva,
+                len: r.size,
+            })
+            .collect()
+    }
+    fn vm_fd(&self) -> Option<&kvm_ioctls::VmFd> {
+        Some(self.vm.vm_fd())
+    }
+    fn reply(&mut self, vcpu: usize, cmd: u64) -> Result<(), GuestError> {
+        if let Some(s) = &self.stopped {
+            return Err(GuestError::Stopped(s.clone()));
+        }
+        let running = self
+            .running
+            .as_ref()
+            .ok_or_else(|| GuestError::Stopped("the VM has ended".into()))?;
+        running.reply(vcpu, cmd).map_err(vmm)
+    }
+    fn next_sync(&mut self, timeout_ms: u64) -> Result<SyncReport, GuestError> {
+        loop {
+            if let Some(s) = &self.stopped {
+                return Err(GuestError::Stopped(s.clone()));
+            }
+            let running = self
+                .running
+                .as_mut()
+                .ok_or_else(|| GuestError::Stopped("the VM has ended".into()))?;
+            let ev = match running.next_event(Duration::from_millis(timeout_ms)) {
+                Ok(ev) => ev,
+                Err(VmmError::Timeout) => return Err(GuestError::Timeout(usize::MAX, timeout_ms)),
+                Err(VmmError::Ended) => {
+                    self.stopped = Some("the VM has ended".into());
+                    continue;
+                }
+                Err(e) => return Err(vmm(e)),
+            };
+            match ev.kind {
+                GuestEventKind::Sync { stage, v0, .. } => {
+                    return Ok(SyncReport {
+                        vcpu: ev.vcpu,
+                        stage,
+                        result: v0,
+                        time_ns: ev.time_ns,
+                    })
+                }
+                GuestEventKind::Serial(b) => {
+                    log::debug!("guest serial: {}", String::from_utf8_lossy(&b).trim_end())
+                }
+                GuestEventKind::Done { .. } => {}
+                GuestEventKind::Assert { message, line } => {
+                    self.stopped =
+                        Some(format!("vCPU {} ASSERT at line {line}: {message}", ev.vcpu))
+                }
+                GuestEventKind::Crash(r) => {
+                    self.stopped = Some(format!("vCPU {} crashed: {r}", ev.vcpu))
+                }
+                GuestEventKind::DebugExit(c) => self.stopped = Some(format!("debug exit {c}")),
+                GuestEventKind::Reset => self.stopped = Some("guest reset".into()),
+            }
+        }
+    }
+    fn finish(&mut self) -> Result<(), GuestError> {
+        let Some(mut running) = self.running.take() else {
+            return Ok(());
+        };
+        if self.stopped.is_some() {
+            running.stop();
+        } else {
+            for vcpu in 0..self.nr_vcpus {
+                // EXIT; a vCPU that is not waiting ignores it (wait() answers later SYNCs with 0 = EXIT).
+                let _ = running.reply(vcpu, 0);
+            }
+        }
+        let out = running.wait().map_err(vmm)?;
+        log::debug!("drill guest ended: {out}");
+        Ok(())
+    }
+    fn set_dirty_logging(&mut self, on: bool) -> Result<(), GuestError> {
+        self.vm.set_dirty_logging(on).map_err(vmm)
+    }
+    fn dirty_gpas(&mut self) -> Result<Vec<u64>, GuestError> {
+        self.vm.dirty_pages().map_err(vmm)
+    }
+    fn recreate_memslots(&mut self) -> Result<(), GuestError> {
+        for r in self.vm.memory().regions() {
+            self.vm.delete_memslot(r.slot).map_err(vmm)?;
+        }
+        self.vm.memory().register(self.vm.vm_fd()).map_err(vmm)
+    }
+}
+
+impl Drop for VmmGuest {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
 }
 
 /// A /dev/mmuvisor context attached to the guest's RAM.

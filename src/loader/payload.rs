@@ -210,15 +210,25 @@ pub(crate) mod tests {
         mem.write_obj(0xffu8, GuestAddress(0x100001)).unwrap();
         assert_eq!(load(&mem, &elf).unwrap(), 0x100000);
         assert_eq!(mem.read_obj::<u8>(GuestAddress(0x100000)).unwrap(), 0xf4);
-        assert_eq!(mem.read_obj::<u8>(GuestAddress(0x100001)).unwrap(), 0, "bss zeroed");
+        assert_eq!(
+            mem.read_obj::<u8>(GuestAddress(0x100001)).unwrap(),
+            0,
+            "bss zeroed"
+        );
     }
 
     #[test]
     fn rejects_bad_payloads() {
         let good = tiny_elf(0x100000, &[0x90; 16], 16);
         assert_eq!(parse(b"hello"), Err(PayloadError::NotElf));
-        assert_eq!(parse(&good[..40]), Err(PayloadError::Truncated("ELF header")));
-        assert_eq!(parse(&good[..100]), Err(PayloadError::Truncated("program headers")));
+        assert_eq!(
+            parse(&good[..40]),
+            Err(PayloadError::Truncated("ELF header"))
+        );
+        assert_eq!(
+            parse(&good[..100]),
+            Err(PayloadError::Truncated("program headers"))
+        );
         assert_eq!(
             parse(&good[..good.len() - 1]),
             Err(PayloadError::Truncated("segment data"))

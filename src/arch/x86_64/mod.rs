@@ -6,7 +6,7 @@ pub mod cpuid;
 pub mod gdt;
 pub mod interrupts;
 pub mod layout;
-pub mod msrs;
 pub mod mptable;
+pub mod msrs;
 pub mod paging;
 pub mod regs;
