@@ -56,6 +56,7 @@ pub fn revoke(rounds: usize, cfg: &DrillConfig) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         plain_guest.push(now_ns() - t);
         dev.make_exclusive(hva).map_err(|e| e.to_string())?;
+        // (a round where the guest did not revoke would convert nothing)
         let t = now_ns();
         s.step(0, Op::AtomicAdd(1), page)
             .map_err(|e| e.to_string())?;

@@ -47,8 +47,9 @@ pub enum DeviceError {
 
 /// One device context attached to the VMM's guest RAM.
 pub trait ExclusiveDevice {
-    /// make_device_exclusive() on the page at `hva`.
-    fn make_exclusive(&mut self, hva: u64) -> Result<(), DeviceError>;
+    /// make_device_exclusive() on the page at `hva`. Ok(false): the device
+    /// already held the page (nothing was converted).
+    fn make_exclusive(&mut self, hva: u64) -> Result<bool, DeviceError>;
     /// Reads the u64 at `hva` through the device's own mapping.
     fn read(&mut self, hva: u64) -> Result<u64, DeviceError>;
     /// Adds `delta` to the u64 at `hva` through the device's mapping; returns the old value.

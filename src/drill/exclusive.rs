@@ -43,7 +43,11 @@ pub fn convert(
     let hva = s.hva(page)?;
     o.hva = hva;
     let (r, win) = s.host("make-exclusive", |_| dev.make_exclusive(hva));
-    r.map_err(dev_err("make-exclusive"))?;
+    if !r.map_err(dev_err("make-exclusive"))? {
+        return Err(DrillError::Host(
+            "make-exclusive converted nothing: the device already held the page".into(),
+        ));
+    }
     o.conversion = win;
     o.pagemap_present_after_conversion = s.pagemap(page)?.present();
     let held = dev.query(hva).map_err(dev_err("query"))?;

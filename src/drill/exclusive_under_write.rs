@@ -14,6 +14,8 @@ use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 
+const MAX_ROUNDS: u64 = 5000;
+
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
     let mut dev = ctx.device(&s)?;
@@ -25,25 +27,37 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     for v in 0..vcpus {
         s.issue(v, Op::AtomicIncLoop(loops), page)?;
     }
-    let rounds = ctx.cfg.iterations.max(1) * 8;
-    let (mut converted, mut busy, mut missed, mut dev_incs) = (0u64, 0u64, Vec::new(), 0u64);
-    let mut unstable = Vec::new();
-    for round in 0..rounds {
+    let (mut converted, mut while_writing, mut busy, mut dev_incs) = (0u64, 0u64, 0u64, 0u64);
+    let (mut missed, mut unstable) = (Vec::new(), Vec::new());
+    let mut round = 0;
+    while round < MAX_ROUNDS && (0..vcpus).any(|v| s.busy(v)) {
+        round += 1;
         let (r, win) = s.host("make-exclusive", |_| dev.make_exclusive(hva));
+        let writing = (0..vcpus).any(|v| s.busy(v));
         match r {
-            Ok(()) => converted += 1,
+            Ok(true) => {
+                converted += 1;
+                while_writing += writing as u64;
+                let ev = s.kvm_events()?;
+                if !ev.iter().any(|e| {
+                    e.within(win.start_ns, win.end_ns) && e.unmap_covers(hva, hva + PAGE_SIZE)
+                }) {
+                    missed.push(round);
+                }
+            }
+            // Still held since the last round: no vCPU touched the page.
+            Ok(false) => {}
             Err(DeviceError::Unsupported) => {
                 return Err(dev_err("make-exclusive")(DeviceError::Unsupported))
             }
             Err(e) => {
                 busy += 1;
                 log::debug!("round {round}: make-exclusive: {e}");
-                continue;
             }
         }
         if dev.query(hva).map_err(dev_err("query"))? == Held::Held {
             if let Ok(v1) = dev.read(hva) {
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(1));
                 if dev.query(hva).map_err(dev_err("query"))? == Held::Held {
                     match dev.read(hva) {
                         Ok(v2) if v2 != v1 => unstable.push((round, v1, v2)),
@@ -57,31 +71,40 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
                 Err(e) => return Err(DrillError::Host(format!("device add: {e}"))),
             }
         }
-        let ev = s.kvm_events()?;
-        if !ev
-            .iter()
-            .any(|e| e.within(win.start_ns, win.end_ns) && e.unmap_covers(hva, hva + PAGE_SIZE))
-        {
-            missed.push(round);
-        }
         let _ = dev.take_events();
+        for v in 0..vcpus {
+            s.try_collect(v)?;
+        }
     }
     for v in 0..vcpus {
-        s.collect(v)?;
+        if s.busy(v) {
+            s.collect(v)?;
+        }
     }
+    // The guest's read below revokes a device that still holds the page.
     let now = s.step(0, Op::Read, page)?;
     let want = INITIAL + vcpus as u64 * loops as u64 + dev_incs;
+    s.v.figure("rounds", round as f64);
     s.v.figure("conversions", converted as f64);
+    s.v.figure("conversions_while_writing", while_writing as f64);
     s.v.figure("conversions_busy", busy as f64);
     s.v.figure("device_increments_concurrent", dev_incs as f64);
     if converted == 0 {
         return Err(DrillError::Host(format!(
-            "no conversion succeeded in {rounds} rounds ({busy} busy)"
+            "no conversion succeeded in {round} rounds ({busy} EBUSY)"
         )));
+    }
+    if while_writing == 0 {
+        s.v.note("no conversion overlapped the guest's writes (raise --iterations)");
     }
     let detail = unstable
         .first()
-        .map(|(r, a, b)| format!("guest wrote while the device held the page: round {r} device read {a:#x} then {b:#x} with QUERY saying exclusive ({} rounds)", unstable.len()))
+        .map(|(r, a, b)| {
+            format!(
+                "guest wrote while the device held the page: round {r} device read {a:#x} then {b:#x} with QUERY saying exclusive ({} rounds)",
+                unstable.len()
+            )
+        })
         .unwrap_or_default();
     s.v.check(
         "no-guest-write-while-exclusive",
@@ -103,6 +126,8 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         format!("counter {now} != {INITIAL} + {vcpus}x{loops} guest + {dev_incs} device increments = {want}"),
     );
     // Finally the plain rules once more, with the guest touching last.
+    dev.release(hva).map_err(dev_err("release"))?;
+    let _ = dev.take_events();
     let mut o = ExclusiveObs::default();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     guest_touch(&mut s, dev.as_mut(), page, vcpus - 1, 1, &mut o)?;

@@ -169,6 +169,27 @@ impl Session {
         Ok(r.result)
     }
 
+    /// `vcpu`'s result if it has reported already (never blocks long).
+    pub fn try_collect(&mut self, vcpu: usize) -> DrillResult<Option<u64>> {
+        if self.pending.get(vcpu).copied().flatten().is_none() {
+            return Ok(None);
+        }
+        while self.ready[vcpu].is_none() {
+            match self.guest.next_sync(0) {
+                Ok(r) if r.vcpu < self.ready.len() => self.ready[r.vcpu] = Some(r),
+                Ok(_) => {}
+                Err(GuestError::Timeout(..)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.collect(vcpu).map(Some)
+    }
+
+    /// Whether `vcpu` still runs a command.
+    pub fn busy(&self, vcpu: usize) -> bool {
+        self.pending.get(vcpu).copied().flatten().is_some()
+    }
+
     /// Runs one command on one vCPU and returns its result.
     pub fn step(&mut self, vcpu: usize, op: Op, page: u64) -> DrillResult<u64> {
         self.issue(vcpu, op, page)?;

@@ -201,8 +201,11 @@ pub fn open_device(s: &Session) -> DrillResult<Box<dyn ExclusiveDevice>> {
 }
 
 impl ExclusiveDevice for ModuleDevice {
-    fn make_exclusive(&mut self, hva: u64) -> Result<(), DeviceError> {
-        self.client.make_exclusive(hva, 1).map(|_| ()).map_err(io)
+    fn make_exclusive(&mut self, hva: u64) -> Result<bool, DeviceError> {
+        self.client
+            .make_exclusive(hva, 1)
+            .map(|n| n > 0)
+            .map_err(io)
     }
     fn read(&mut self, hva: u64) -> Result<u64, DeviceError> {
         match self.client.device_access(hva, AccessOp::Read).map_err(io)? {
