@@ -28,7 +28,6 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let (first, second) = (7u64, 300u64);
     s.step(0, Op::FillRange(HUGE as u32), 0)?;
     s.step(0, Op::Write(INITIAL as u32), first)?;
-    s.step(0, Op::Write(INITIAL as u32), second)?;
     let hva0 = s.hva(0)?;
     match anon_huge_kb(hva0) {
         Some(kb) if kb >= 2048 => {}
@@ -77,7 +76,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     conclude(&mut s, first, HUGE, o)?;
 
     // The second page: KVM maps it again (4 KiB now), then it is converted.
-    s.step(0, Op::Read, second)?;
+    s.step(0, Op::Write(INITIAL as u32), second)?;
     let mut o2 = ExclusiveObs {
         label: format!("page {second} (PTE-mapped THP): "),
         ..Default::default()
