@@ -43,6 +43,22 @@ pub fn convert(
     let hva = s.hva(page)?;
     o.hva = hva;
     let (r, win) = s.host("make-exclusive", |_| dev.make_exclusive(hva));
+    if let Err(DeviceError::Io(e)) = &r {
+        // Say what KVM did during the failed call: a kernel that skips the
+        // notifier also breaks drivers' retry loops.
+        let ev = s.kvm_events()?;
+        let seen = ev
+            .iter()
+            .any(|x| x.within(win.start_ns, win.end_ns) && x.unmap_covers(hva, hva + PAGE_SIZE));
+        return Err(DrillError::Host(format!(
+            "make-exclusive failed: {e}; KVM {} the page's host range during the call",
+            if seen {
+                "did invalidate"
+            } else {
+                "saw no invalidation of"
+            }
+        )));
+    }
     if !r.map_err(dev_err("make-exclusive"))? {
         return Err(DrillError::Host(
             "make-exclusive converted nothing: the device already held the page".into(),
