@@ -218,7 +218,7 @@ impl GuestMemory {
         if size == 0 {
             return Err(GuestMemoryError::Empty);
         }
-        if size % PAGE_SIZE != 0 {
+        if !size.is_multiple_of(PAGE_SIZE) {
             return Err(GuestMemoryError::Unaligned(size));
         }
         let mut mappings = Vec::new();

@@ -187,6 +187,8 @@ impl Vcpu {
 
     fn rip(&self) -> String {
         match self.fd.get_regs() {
+            // On AMD, KVM resets the vCPU on shutdown: RIP is the reset vector.
+            Ok(r) if r.rip == 0xfff0 => "RIP 0xfff0 (vCPU already reset by KVM)".to_string(),
             Ok(r) => format!("RIP {:#x}", r.rip),
             Err(e) => format!("RIP unknown ({e})"),
         }

@@ -469,8 +469,7 @@ impl Vm {
             replies.push(reply_tx);
             exits.push(counter);
         }
-        // SAFETY: isatty only inspects the descriptor.
-        let stdin_thread = if self.stdin && unsafe { libc::isatty(0) } == 1 {
+        let stdin_thread = if self.stdin && stdin_is_input() {
             spawn_stdin(self.serial.clone(), shared.clone())
         } else {
             None
@@ -488,6 +487,21 @@ impl Vm {
             stdin_thread,
         })
     }
+}
+
+/// Whether stdin is something to feed the guest: a terminal, pipe or socket
+/// (not /dev/null, a regular file, or closed).
+fn stdin_is_input() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(0) } == 1 {
+        return true;
+    }
+    // SAFETY: fstat writes into the stat buffer we own; the result is checked.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(0, &mut st) } != 0 {
+        return false;
+    }
+    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
 }
 
 /// Runs an event manager that feeds stdin to the serial port until the VM stops.

@@ -20,6 +20,8 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 50)]
         times: usize,
     },
+    /// VM setup time and SYNC round trip, against peers measured in the same run.
+    Setup(super::bench_setup::SetupArgs),
 }
 
 #[derive(clap::Args)]
@@ -38,6 +40,7 @@ pub struct ConvertArgs {
 pub fn exec(cmd: BenchCmd) -> CmdResult {
     match cmd {
         BenchCmd::Convert(a) => convert(a),
+        BenchCmd::Setup(a) => super::bench_setup::exec(a),
         BenchCmd::Revoke { rounds } => {
             crate::drill::bench::revoke(rounds.max(1), &Default::default())?;
             Ok(0)

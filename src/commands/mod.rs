@@ -2,6 +2,7 @@
 //! process exit code or an error that main prints as one line (exit 2).
 
 pub mod bench;
+pub mod bench_setup;
 pub mod drill;
 pub mod lab;
 pub mod run;

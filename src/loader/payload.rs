@@ -97,11 +97,10 @@ pub fn parse(elf: &[u8]) -> Result<PayloadImage> {
     if usize::from(phentsize) != PHDR_SIZE {
         return Err(PayloadError::PhentSize(phentsize));
     }
-    let table_end = phoff
+    phoff
         .checked_add(u64::from(phnum) * PHDR_SIZE as u64)
         .filter(|&e| e <= elf.len() as u64)
         .ok_or(PayloadError::Truncated("program headers"))?;
-    let _ = table_end;
     let mut segments = Vec::new();
     for i in 0..usize::from(phnum) {
         let base = phoff as usize + i * PHDR_SIZE;
@@ -168,36 +167,41 @@ pub fn load(mem: &GuestMemoryMmap, elf: &[u8]) -> Result<u64> {
     Ok(image.entry)
 }
 
+/// Builds a minimal ELF64 x86_64 ET_EXEC with one PT_LOAD of `code` at `gpa`
+/// (entry = `gpa`); used by benchmarks and tests.
+pub fn minimal_elf(gpa: u64, code: &[u8], memsz: u64) -> Vec<u8> {
+    let mut e = vec![0u8; EHDR_SIZE + PHDR_SIZE];
+    e[..4].copy_from_slice(b"\x7fELF");
+    e[4] = 2;
+    e[5] = 1;
+    e[6] = 1;
+    e[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
+    e[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+    e[20..24].copy_from_slice(&1u32.to_le_bytes());
+    e[24..32].copy_from_slice(&gpa.to_le_bytes());
+    e[32..40].copy_from_slice(&(EHDR_SIZE as u64).to_le_bytes());
+    e[52..54].copy_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
+    e[54..56].copy_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
+    e[56..58].copy_from_slice(&1u16.to_le_bytes());
+    let ph = EHDR_SIZE;
+    let off = (EHDR_SIZE + PHDR_SIZE) as u64;
+    e[ph..ph + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+    e[ph + 4..ph + 8].copy_from_slice(&5u32.to_le_bytes());
+    e[ph + 8..ph + 16].copy_from_slice(&off.to_le_bytes());
+    e[ph + 16..ph + 24].copy_from_slice(&gpa.to_le_bytes());
+    e[ph + 24..ph + 32].copy_from_slice(&gpa.to_le_bytes());
+    e[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
+    e[ph + 40..ph + 48].copy_from_slice(&memsz.to_le_bytes());
+    e.extend_from_slice(code);
+    e
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// Builds a minimal ELF64 x86_64 ET_EXEC with one PT_LOAD of `code` at `gpa`.
-    pub fn tiny_elf(gpa: u64, code: &[u8], memsz: u64) -> Vec<u8> {
-        let mut e = vec![0u8; EHDR_SIZE + PHDR_SIZE];
-        e[..4].copy_from_slice(b"\x7fELF");
-        e[4] = 2;
-        e[5] = 1;
-        e[6] = 1;
-        e[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
-        e[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
-        e[20..24].copy_from_slice(&1u32.to_le_bytes());
-        e[24..32].copy_from_slice(&gpa.to_le_bytes());
-        e[32..40].copy_from_slice(&(EHDR_SIZE as u64).to_le_bytes());
-        e[52..54].copy_from_slice(&(EHDR_SIZE as u16).to_le_bytes());
-        e[54..56].copy_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
-        e[56..58].copy_from_slice(&1u16.to_le_bytes());
-        let ph = EHDR_SIZE;
-        let off = (EHDR_SIZE + PHDR_SIZE) as u64;
-        e[ph..ph + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
-        e[ph + 4..ph + 8].copy_from_slice(&5u32.to_le_bytes());
-        e[ph + 8..ph + 16].copy_from_slice(&off.to_le_bytes());
-        e[ph + 16..ph + 24].copy_from_slice(&gpa.to_le_bytes());
-        e[ph + 24..ph + 32].copy_from_slice(&gpa.to_le_bytes());
-        e[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
-        e[ph + 40..ph + 48].copy_from_slice(&memsz.to_le_bytes());
-        e.extend_from_slice(code);
-        e
+    fn tiny_elf(gpa: u64, code: &[u8], memsz: u64) -> Vec<u8> {
+        minimal_elf(gpa, code, memsz)
     }
 
     #[test]

@@ -1,4 +1,10 @@
-fn main() {}
+//! Integration tests: each file is a module.
+
 mod drill_ktap;
 mod drill_secondary_mmu;
 mod linux_loader;
+mod run_bad_input;
+mod run_linux_lab;
+mod run_payload;
+mod run_util;
+mod run_vmm_api;

@@ -14,6 +14,8 @@ _start:
     cmp $6, %rdx ; je reset
     cmp $7, %rdx ; je pattern
     cmp $8, %rdx ; je bad_in
+    cmp $9, %rdx ; je echo_in
+    cmp $10, %rdx ; je halt
 hello:
     lea msg(%rip), %rsi
     call puts
@@ -45,6 +47,19 @@ do_assert:
     mov $42, %rdx
     out %eax, $0xe0
     hlt
+echo_in:
+    /* wait for a byte from COM1 (LSR bit 0), exit with it */
+    mov $0x3fd, %dx
+1:  in %dx, %al
+    test $1, %al
+    jz 1b
+    mov $0x3f8, %dx
+    in %dx, %al
+    out %al, $0xf4
+    hlt
+halt:
+    hlt
+    jmp halt
 spin:
     jmp spin
 reset:
