@@ -161,6 +161,20 @@ static int mmv_check_vma(struct mm_struct *mm, unsigned long addr)
 	return 0;
 }
 
+/* Fault the page in writable (restoring a device-exclusive entry, breaking COW). */
+static int mmv_fault_in(struct mm_struct *mm, unsigned long addr)
+{
+	int ret;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	ret = mmv_check_vma(mm, addr);
+	if (!ret)
+		ret = fixup_user_fault(mm, addr, FAULT_FLAG_WRITE, NULL);
+	mmap_read_unlock(mm);
+	return ret;
+}
+
 /* The record of a page, created on first use (never freed before detach). */
 static struct mmv_page *mmv_get_record(struct mmv_ctx *ctx, unsigned long idx)
 {
@@ -194,6 +208,7 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 	struct folio *folio;
 	struct page *page;
 	unsigned long seq;
+	bool prefault;
 	int ret;
 
 	rec = mmv_get_record(ctx, mmv_index(ctx, addr));
@@ -201,6 +216,8 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 		return PTR_ERR(rec);
 	spin_lock(&ctx->dev_lock);
 	ret = rec->state == MMUVISOR_PAGE_HELD;
+	/* A released page may still have its device-exclusive PTE. */
+	prefault = rec->state == MMUVISOR_PAGE_RELEASED;
 	spin_unlock(&ctx->dev_lock);
 	if (ret)
 		return 0;
@@ -211,6 +228,19 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 		if (fatal_signal_pending(current))
 			return -EINTR;
 
+		/*
+		 * If the PTE is device-exclusive already (an attempt that lost
+		 * the race below, RELEASE, another device) or write-protected
+		 * (COW after fork), make_device_exclusive() first faults it
+		 * back, and that invalidation inside the read section would
+		 * fail the install every time. After a lost race, fault the
+		 * page in writable before the read section instead.
+		 */
+		if (prefault) {
+			ret = mmv_fault_in(mm, addr);
+			if (ret)
+				return ret;
+		}
 		seq = mmu_interval_read_begin(&ctx->notifier);
 		if (mmap_read_lock_killable(mm))
 			return -EINTR;
@@ -231,6 +261,7 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 		spin_unlock(&ctx->dev_lock);
 		folio_unlock(folio);
 		folio_put(folio);
+		prefault = true;
 		cond_resched();
 	}
 
