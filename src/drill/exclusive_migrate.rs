@@ -72,7 +72,17 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         };
         (rc, status)
     });
-    s.v.note(format!("move_pages returned {rc}, page status {status}"));
+    let what = match status {
+        s if s >= 0 => format!("migrated to node {s}"),
+        -2 => {
+            "ENOENT: the kernel found no page to migrate behind the device-exclusive entry".into()
+        }
+        -16 => "EBUSY: the page was not migrated".into(),
+        s => format!("errno {}", -s),
+    };
+    s.v.note(format!(
+        "move_pages returned {rc}, page status {status} ({what})"
+    ));
     s.v.figure("move_pages_status", status as f64);
     guest_touch(
         &mut s,

@@ -45,7 +45,8 @@ fn pagemap(addr: u64) -> u64 {
     use std::os::unix::fs::FileExt;
     let f = File::open("/proc/self/pagemap").expect("pagemap");
     let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, addr / PAGE * 8).expect("pagemap read");
+    f.read_exact_at(&mut b, addr / PAGE * 8)
+        .expect("pagemap read");
     u64::from_ne_bytes(b)
 }
 const PM_PRESENT: u64 = 1 << 63;
@@ -66,7 +67,9 @@ fn raw_range(dev: &NotifierClient, req: u64, r: mmuvisor_range) -> i32 {
 fn raw_access(dev: &NotifierClient, a: mmuvisor_access) -> i32 {
     let mut a = a;
     // SAFETY: DEVICE_ACCESS with a valid &mut struct.
-    let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(dev, MMUVISOR_IOC_DEVICE_ACCESS(), &mut a) };
+    let ret = unsafe {
+        vmm_sys_util::ioctl::ioctl_with_mut_ref(dev, MMUVISOR_IOC_DEVICE_ACCESS(), &mut a)
+    };
     if ret < 0 {
         io::Error::last_os_error().raw_os_error().unwrap_or(0)
     } else {
@@ -118,8 +121,15 @@ fn event_records_decode() {
     assert!(e.owner_is_self && e.owner_set && e.blockable);
     assert_eq!(NotifierEventKind::from(EV_CLEAR), NotifierEventKind::Clear);
     assert_eq!(NotifierEventKind::from(42), NotifierEventKind::Other(42));
-    assert_eq!(NotifierEventKind::ProtectionVma.to_string(), "PROTECTION_VMA");
-    let s = PageState::from(&mmuvisor_page_state { pfn: 5, state: PAGE_REVOKED, revocations: 2 });
+    assert_eq!(
+        NotifierEventKind::ProtectionVma.to_string(),
+        "PROTECTION_VMA"
+    );
+    let s = PageState::from(&mmuvisor_page_state {
+        pfn: 5,
+        state: PAGE_REVOKED,
+        revocations: 2,
+    });
     assert_eq!(s.hold, Hold::Revoked);
     assert_eq!(s.revocations, 2);
 }
@@ -149,13 +159,19 @@ fn lab_errors_before_attach_and_bad_arguments() {
     assert_eq!(errno_of(dev.make_exclusive(a, 1)), libc::ENOTCONN);
     assert_eq!(errno_of(dev.query(a, 1)), libc::ENOTCONN);
     assert_eq!(errno_of(dev.release(a, 1)), libc::ENOTCONN);
-    assert_eq!(errno_of(dev.device_access(a, AccessOp::Read)), libc::ENOTCONN);
+    assert_eq!(
+        errno_of(dev.device_access(a, AccessOp::Read)),
+        libc::ENOTCONN
+    );
     assert_eq!(errno_of(dev.detach()), libc::ENOTCONN);
 
     assert_eq!(errno_of(dev.attach(a + 1, PAGE)), libc::EINVAL);
     assert_eq!(errno_of(dev.attach(a, 0)), libc::EINVAL);
     assert_eq!(errno_of(dev.attach(a, 100)), libc::EINVAL);
-    assert_eq!(errno_of(dev.attach(u64::MAX & !(PAGE - 1), 2 * PAGE)), libc::EINVAL);
+    assert_eq!(
+        errno_of(dev.attach(u64::MAX & !(PAGE - 1), 2 * PAGE)),
+        libc::EINVAL
+    );
     assert_eq!(errno_of(dev.attach(1 << 63, PAGE)), libc::EINVAL);
     dev.attach(a, 8 * PAGE).expect("attach");
     assert_eq!(errno_of(dev.attach(a, 8 * PAGE)), libc::EBUSY);
@@ -166,35 +182,81 @@ fn lab_errors_before_attach_and_bad_arguments() {
     assert_eq!(errno_of(dev.make_exclusive(a - PAGE, 1)), libc::ERANGE);
     assert_eq!(errno_of(dev.make_exclusive(a, 9)), libc::ERANGE);
     assert_eq!(errno_of(dev.query(a, 9)), libc::ERANGE);
-    let big = mmuvisor_range { addr: a, npages: MAX_NPAGES + 1, ..Default::default() };
-    assert_eq!(raw_range(&dev, MMUVISOR_IOC_MAKE_EXCLUSIVE(), big), libc::E2BIG);
-    let wrap = mmuvisor_range { addr: a, npages: u64::MAX / PAGE, ..Default::default() };
+    let big = mmuvisor_range {
+        addr: a,
+        npages: MAX_NPAGES + 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        raw_range(&dev, MMUVISOR_IOC_MAKE_EXCLUSIVE(), big),
+        libc::E2BIG
+    );
+    let wrap = mmuvisor_range {
+        addr: a,
+        npages: u64::MAX / PAGE,
+        ..Default::default()
+    };
     assert_eq!(raw_range(&dev, MMUVISOR_IOC_RELEASE(), wrap), libc::E2BIG);
-    let reserved = mmuvisor_range { addr: a, npages: 1, count: 0, reserved: 1 };
-    assert_eq!(raw_range(&dev, MMUVISOR_IOC_MAKE_EXCLUSIVE(), reserved), libc::EINVAL);
+    let reserved = mmuvisor_range {
+        addr: a,
+        npages: 1,
+        count: 0,
+        reserved: 1,
+    };
+    assert_eq!(
+        raw_range(&dev, MMUVISOR_IOC_MAKE_EXCLUSIVE(), reserved),
+        libc::EINVAL
+    );
 
-    assert_eq!(errno_of(dev.device_access(a + 4, AccessOp::Read)), libc::EINVAL);
-    assert_eq!(errno_of(dev.device_access(a + 8 * PAGE, AccessOp::Read)), libc::ERANGE);
-    let bad_op = mmuvisor_access { addr: a, op: 3, ..Default::default() };
+    assert_eq!(
+        errno_of(dev.device_access(a + 4, AccessOp::Read)),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno_of(dev.device_access(a + 8 * PAGE, AccessOp::Read)),
+        libc::ERANGE
+    );
+    let bad_op = mmuvisor_access {
+        addr: a,
+        op: 3,
+        ..Default::default()
+    };
     assert_eq!(raw_access(&dev, bad_op), libc::EINVAL);
-    let bad_flags = mmuvisor_access { addr: a, op: 0, flags: 1, ..Default::default() };
+    let bad_flags = mmuvisor_access {
+        addr: a,
+        op: 0,
+        flags: 1,
+        ..Default::default()
+    };
     assert_eq!(raw_access(&dev, bad_flags), libc::EINVAL);
-    assert_eq!(dev.device_access(a, AccessOp::Read).expect("access"), Access::NotHeld);
+    assert_eq!(
+        dev.device_access(a, AccessOp::Read).expect("access"),
+        Access::NotHeld
+    );
 
     // Unknown numbers and wrong structure sizes.
     // SAFETY: ioctls the module must refuse without touching memory.
     unsafe {
         assert!(vmm_sys_util::ioctl::ioctl(&dev, 0xbc40) < 0);
-        assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::ENOTTY));
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
         let mut junk = [0u64; 3];
         assert!(vmm_sys_util::ioctl::ioctl_with_mut_ref(&dev, 0xc018_bc03, &mut junk) < 0);
-        assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::ENOTTY));
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
     }
     // A read shorter than one record.
     let mut small = [0u8; 10];
     // SAFETY: reads at most 10 bytes into `small`.
     let n = unsafe { libc::read(dev.as_raw_fd(), small.as_mut_ptr().cast(), small.len()) };
-    assert_eq!((n, io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EINVAL)));
+    assert_eq!(
+        (n, io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::EINVAL))
+    );
 
     // A forked child has another mm: EPERM on the inherited context.
     let code = fork_child(|| match dev.make_exclusive(a, 1) {
@@ -220,8 +282,12 @@ fn lab_unsupported_memory() {
         d.attach(r.addr(), r.len() as u64).expect("attach");
         assert_eq!(errno_of(d.make_exclusive(r.addr(), 1)), want, "{what}");
     };
-    let shared = AnonRegion::with_flags(PAGE as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED)
-        .expect("shared mmap");
+    let shared = AnonRegion::with_flags(
+        PAGE as usize,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+    )
+    .expect("shared mmap");
     shared.populate();
     check(&shared, libc::EOPNOTSUPP, "MAP_SHARED anonymous");
     let ro = AnonRegion::with_flags(PAGE as usize, libc::PROT_READ, libc::MAP_PRIVATE).expect("ro");
@@ -233,12 +299,23 @@ fn lab_unsupported_memory() {
         let fd = libc::memfd_create(c"mmv".as_ptr(), 0);
         assert!(fd >= 0);
         assert_eq!(libc::ftruncate(fd, PAGE as i64), 0);
-        let p = libc::mmap(std::ptr::null_mut(), PAGE as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, fd, 0);
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            PAGE as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+            fd,
+            0,
+        );
         assert_ne!(p, libc::MAP_FAILED);
         std::ptr::write_volatile(p as *mut u64, 1);
         let d = NotifierClient::open().expect("open");
         d.attach(p as u64, PAGE).expect("attach");
-        assert_eq!(errno_of(d.make_exclusive(p as u64, 1)), libc::EOPNOTSUPP, "private file mapping");
+        assert_eq!(
+            errno_of(d.make_exclusive(p as u64, 1)),
+            libc::EOPNOTSUPP,
+            "private file mapping"
+        );
         libc::munmap(p, PAGE as usize);
         libc::close(fd);
     }
@@ -250,10 +327,17 @@ fn lab_unsupported_memory() {
     let d = NotifierClient::open().expect("open");
     d.attach(r.addr(), 3 * PAGE).expect("attach");
     assert_eq!(errno_of(d.make_exclusive(r.addr() + PAGE, 1)), libc::EFAULT);
-    assert_eq!(d.make_exclusive(r.addr(), 1).expect("page before the hole"), 1);
+    assert_eq!(
+        d.make_exclusive(r.addr(), 1).expect("page before the hole"),
+        1
+    );
 
     // hugetlb, if the lab has huge pages reserved.
-    match AnonRegion::with_flags(2 << 20, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_HUGETLB) {
+    match AnonRegion::with_flags(
+        2 << 20,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_HUGETLB,
+    ) {
         Ok(h) => {
             h.populate();
             check(&h, libc::EOPNOTSUPP, "hugetlb");
@@ -278,34 +362,73 @@ fn lab_convert_access_revoke() {
     let a = r.addr();
     dev.attach(a, 16 * PAGE).expect("attach");
     for i in 0..n {
-        assert_ne!(pagemap(a + i * PAGE) & PM_PRESENT, 0, "page {i} present before");
+        assert_ne!(
+            pagemap(a + i * PAGE) & PM_PRESENT,
+            0,
+            "page {i} present before"
+        );
     }
     assert_eq!(dev.make_exclusive(a, n).expect("convert"), n);
-    assert_eq!(dev.make_exclusive(a, n).expect("again"), 0, "already held pages are skipped");
+    assert_eq!(
+        dev.make_exclusive(a, n).expect("again"),
+        0,
+        "already held pages are skipped"
+    );
     for i in 0..n {
         let pm = pagemap(a + i * PAGE);
-        assert_eq!(pm & PM_PRESENT, 0, "page {i} not present while exclusive: {pm:#x}");
+        assert_eq!(
+            pm & PM_PRESENT,
+            0,
+            "page {i} not present while exclusive: {pm:#x}"
+        );
         assert_ne!(pm & PM_SWAP, 0, "page {i} is a swap-type entry: {pm:#x}");
     }
     assert_ne!(pagemap(a + n * PAGE) & PM_PRESENT, 0, "page {n} untouched");
     let ev = dev.read_events().expect("events");
-    let own: Vec<_> = ev.iter().filter(|e| e.kind == NotifierEventKind::Exclusive).collect();
+    let own: Vec<_> = ev
+        .iter()
+        .filter(|e| e.kind == NotifierEventKind::Exclusive)
+        .collect();
     assert_eq!(own.len() as u64, n, "{ev:?}");
     for (i, e) in own.iter().enumerate() {
         assert!(e.owner_is_self && e.owner_set && e.blockable, "{e:?}");
-        assert_eq!((e.start, e.end), (a + i as u64 * PAGE, a + (i as u64 + 1) * PAGE));
+        assert_eq!(
+            (e.start, e.end),
+            (a + i as u64 * PAGE, a + (i as u64 + 1) * PAGE)
+        );
         assert_eq!(e.revoked, 0);
     }
-    assert!(ev.windows(2).all(|w| w[1].seq == w[0].seq + 1 && w[1].time_ns >= w[0].time_ns));
+    assert!(ev
+        .windows(2)
+        .all(|w| w[1].seq == w[0].seq + 1 && w[1].time_ns >= w[0].time_ns));
 
     // The device works on its own mapping; the CPU cannot see the page meanwhile.
-    assert_eq!(dev.device_access(a, AccessOp::Read).expect("read"), Access::Done(1));
-    assert_eq!(dev.device_access(a, AccessOp::Write(0x1234)).expect("write"), Access::Done(1));
-    assert_eq!(dev.device_access(a, AccessOp::Add(0x10)).expect("add"), Access::Done(0x1234));
-    assert_eq!(dev.device_access(a + PAGE, AccessOp::Add(5)).expect("add"), Access::Done(2));
-    assert_eq!(pagemap(a) & PM_PRESENT, 0, "device access leaves the CPU PTE alone");
+    assert_eq!(
+        dev.device_access(a, AccessOp::Read).expect("read"),
+        Access::Done(1)
+    );
+    assert_eq!(
+        dev.device_access(a, AccessOp::Write(0x1234))
+            .expect("write"),
+        Access::Done(1)
+    );
+    assert_eq!(
+        dev.device_access(a, AccessOp::Add(0x10)).expect("add"),
+        Access::Done(0x1234)
+    );
+    assert_eq!(
+        dev.device_access(a + PAGE, AccessOp::Add(5)).expect("add"),
+        Access::Done(2)
+    );
+    assert_eq!(
+        pagemap(a) & PM_PRESENT,
+        0,
+        "device access leaves the CPU PTE alone"
+    );
     let q = dev.query(a, 16).expect("query");
-    assert!(q[..n as usize].iter().all(|s| s.hold == Hold::Held && s.pfn != 0 && s.revocations == 0));
+    assert!(q[..n as usize]
+        .iter()
+        .all(|s| s.hold == Hold::Held && s.pfn != 0 && s.revocations == 0));
     assert!(q[n as usize..].iter().all(|s| s.hold == Hold::None));
 
     // The CPU takes page 0 back: the device loses it, the CPU sees the device's write.
@@ -316,26 +439,44 @@ fn lab_convert_access_revoke() {
     assert_eq!(ev[0].kind, restore_kind(dev.version()));
     assert!(!ev[0].owner_is_self && !ev[0].owner_set);
     assert_eq!((ev[0].start, ev[0].end, ev[0].revoked), (a, a + PAGE, 1));
-    assert_eq!(dev.device_access(a, AccessOp::Read).expect("access"), Access::Revoked);
+    assert_eq!(
+        dev.device_access(a, AccessOp::Read).expect("access"),
+        Access::Revoked
+    );
     let q = dev.query(a, 2).expect("query");
-    assert_eq!((q[0].hold, q[0].revocations, q[0].pfn), (Hold::Revoked, 1, 0));
+    assert_eq!(
+        (q[0].hold, q[0].revocations, q[0].pfn),
+        (Hold::Revoked, 1, 0)
+    );
     assert_eq!(q[1].hold, Hold::Held);
 
     // A CPU write to page 1 also revokes and lands after the device's add.
     cpu_write(a + PAGE, cpu_read(a + PAGE) + 100);
     assert_eq!(cpu_read(a + PAGE), 107);
-    assert_eq!(dev.device_access(a + PAGE, AccessOp::Read).expect("access"), Access::Revoked);
+    assert_eq!(
+        dev.device_access(a + PAGE, AccessOp::Read).expect("access"),
+        Access::Revoked
+    );
 
     // Convert page 0 again: held again, one revocation on record.
     assert_eq!(dev.make_exclusive(a, 1).expect("reconvert"), 1);
-    assert_eq!(dev.device_access(a, AccessOp::Read).expect("read"), Access::Done(0x1244));
+    assert_eq!(
+        dev.device_access(a, AccessOp::Read).expect("read"),
+        Access::Done(0x1244)
+    );
     let st = dev.stats().expect("stats");
-    assert_eq!((st.pages_held, st.revocations, st.events_dropped), (n - 1, 2, 0));
+    assert_eq!(
+        (st.pages_held, st.revocations, st.events_dropped),
+        (n - 1, 2, 0)
+    );
     assert_eq!((st.attach_start, st.attach_length), (a, 16 * PAGE));
 
     // RELEASE drops the device mappings without revocations.
     assert_eq!(dev.release(a, 16).expect("release"), n - 1);
-    assert_eq!(dev.device_access(a, AccessOp::Read).expect("access"), Access::NotHeld);
+    assert_eq!(
+        dev.device_access(a, AccessOp::Read).expect("access"),
+        Access::NotHeld
+    );
     assert_eq!(dev.query(a, 1).expect("query")[0].hold, Hold::Released);
     let _ = dev.read_events();
     assert_eq!(cpu_read(a + 2 * PAGE), 3, "released page comes back intact");
@@ -347,7 +488,10 @@ fn lab_convert_access_revoke() {
     assert_eq!(dev.make_exclusive(a + 8 * PAGE, 4).expect("convert"), 4);
     let _ = dev.read_events();
     // SAFETY: unmaps pages of our own mapping that nothing else uses.
-    assert_eq!(unsafe { libc::munmap((a + 8 * PAGE) as *mut libc::c_void, 2 * PAGE as usize) }, 0);
+    assert_eq!(
+        unsafe { libc::munmap((a + 8 * PAGE) as *mut libc::c_void, 2 * PAGE as usize) },
+        0
+    );
     let ev = dev.read_events().expect("events");
     assert!(
         ev.iter().any(|e| e.kind == NotifierEventKind::Unmap
@@ -357,7 +501,11 @@ fn lab_convert_access_revoke() {
     );
     let q = dev.query(a + 8 * PAGE, 4).expect("query");
     let holds: Vec<_> = q.iter().map(|s| s.hold).collect();
-    assert_eq!(holds, [Hold::Revoked, Hold::Revoked, Hold::Held, Hold::Held], "{ev:?}");
+    assert_eq!(
+        holds,
+        [Hold::Revoked, Hold::Revoked, Hold::Held, Hold::Held],
+        "{ev:?}"
+    );
     dev.detach().expect("detach");
 }
 
@@ -375,21 +523,46 @@ fn lab_mprotect_and_fork_while_exclusive() {
     let _ = dev.read_events();
 
     // SAFETY: changes protection of our own mapping.
-    assert_eq!(unsafe { libc::mprotect(a as *mut libc::c_void, 2 * PAGE as usize, libc::PROT_READ) }, 0);
+    assert_eq!(
+        unsafe { libc::mprotect(a as *mut libc::c_void, 2 * PAGE as usize, libc::PROT_READ) },
+        0
+    );
     let ev = dev.read_events().expect("events");
     println!("# mprotect(R) events: {ev:?}");
     let revoked: u32 = ev.iter().map(|e| e.revoked).sum();
     assert_eq!(revoked, 2, "mprotect revokes the pages it covers: {ev:?}");
-    assert_eq!(cpu_read(a), 77, "CPU reads the device's value through the read-only mapping");
+    assert_eq!(
+        cpu_read(a),
+        77,
+        "CPU reads the device's value through the read-only mapping"
+    );
     assert_eq!(errno_of(dev.make_exclusive(a, 1)), libc::EACCES);
     // SAFETY: as above.
-    assert_eq!(unsafe { libc::mprotect(a as *mut libc::c_void, 2 * PAGE as usize, libc::PROT_READ | libc::PROT_WRITE) }, 0);
+    assert_eq!(
+        unsafe {
+            libc::mprotect(
+                a as *mut libc::c_void,
+                2 * PAGE as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        },
+        0
+    );
     assert_eq!(dev.make_exclusive(a, 4).expect("convert again"), 2);
     let _ = dev.read_events();
 
     // fork() write-protects the parent's private pages: the device loses them all.
-    let code = fork_child(|| if cpu_read(a) == 77 && cpu_read(a + 3 * PAGE) == 4 { 0 } else { 1 });
-    assert_eq!(code, 0, "the child sees the memory, including the device's write");
+    let code = fork_child(|| {
+        if cpu_read(a) == 77 && cpu_read(a + 3 * PAGE) == 4 {
+            0
+        } else {
+            1
+        }
+    });
+    assert_eq!(
+        code, 0,
+        "the child sees the memory, including the device's write"
+    );
     let ev = dev.read_events().expect("events");
     println!("# fork events: {ev:?}");
     let revoked: u32 = ev.iter().map(|e| e.revoked).sum();
@@ -399,7 +572,10 @@ fn lab_mprotect_and_fork_while_exclusive() {
     // After fork, the parent's COW pages convert again.
     assert_eq!(dev.make_exclusive(a, 4).expect("convert after fork"), 4);
     cpu_write(a, 5);
-    assert_eq!(dev.device_access(a, AccessOp::Read).expect("read"), Access::Revoked);
+    assert_eq!(
+        dev.device_access(a, AccessOp::Read).expect("read"),
+        Access::Revoked
+    );
 }
 
 #[test]
@@ -419,13 +595,24 @@ fn lab_two_devices_see_each_other() {
     assert!(e2[0].kind == NotifierEventKind::Exclusive && e2[0].owner_set && !e2[0].owner_is_self);
     // d2 takes the page: d1 loses it (the CPU restore first, then d2's conversion).
     d2.make_exclusive(a, 1).expect("convert 2");
-    assert_eq!(d1.device_access(a, AccessOp::Read).expect("d1"), Access::Revoked);
-    assert_eq!(d2.device_access(a, AccessOp::Read).expect("d2"), Access::Done(1));
+    assert_eq!(
+        d1.device_access(a, AccessOp::Read).expect("d1"),
+        Access::Revoked
+    );
+    assert_eq!(
+        d2.device_access(a, AccessOp::Read).expect("d2"),
+        Access::Done(1)
+    );
     let e1 = d1.read_events().expect("events");
-    let kinds: Vec<_> = e1.iter().map(|e| (e.kind, e.owner_is_self, e.revoked)).collect();
+    let kinds: Vec<_> = e1
+        .iter()
+        .map(|e| (e.kind, e.owner_is_self, e.revoked))
+        .collect();
     println!("# d1 events: {kinds:?}");
     assert_eq!(e1.iter().map(|e| e.revoked).sum::<u32>(), 1);
-    assert!(e1.iter().any(|e| e.kind == NotifierEventKind::Exclusive && e.owner_set && !e.owner_is_self));
+    assert!(e1
+        .iter()
+        .any(|e| e.kind == NotifierEventKind::Exclusive && e.owner_set && !e.owner_is_self));
 }
 
 #[test]
@@ -439,7 +626,9 @@ fn lab_exit_and_close_while_exclusive() {
     // A child process converts pages and exits with them exclusive, the
     // file still open and attached.
     let code = fork_child(|| {
-        let Ok(d) = NotifierClient::open() else { return 2 };
+        let Ok(d) = NotifierClient::open() else {
+            return 2;
+        };
         if d.attach(a, len).is_err() || d.make_exclusive(a, 64).is_err() {
             return 3;
         }
@@ -495,7 +684,9 @@ fn lab_concurrent_callers() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let p = (i * 3) % pages;
-                    let _ = dev.device_access(a + p * PAGE + 16, AccessOp::Add(1)).expect("access");
+                    let _ = dev
+                        .device_access(a + p * PAGE + 16, AccessOp::Add(1))
+                        .expect("access");
                     if i % 64 == 0 {
                         let _ = dev.query(a, pages).expect("query");
                         let _ = dev.read_events().expect("events");
@@ -504,7 +695,12 @@ fn lab_concurrent_callers() {
                 }
             });
         });
-        let held = dev.query(a, pages).expect("query").iter().filter(|s| s.hold == Hold::Held).count();
+        let held = dev
+            .query(a, pages)
+            .expect("query")
+            .iter()
+            .filter(|s| s.hold == Hold::Held)
+            .count();
         let st = dev.stats().expect("stats");
         assert_eq!(st.pages_held, held as u64, "{st:?}");
         println!("# race: {st:?}");
@@ -531,7 +727,10 @@ fn lab_concurrent_callers() {
         let mut status = 0;
         // SAFETY: waits for our child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child {status:#x}");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child {status:#x}"
+        );
     }
 }
 
@@ -544,7 +743,10 @@ fn lab_event_ring_overflow_and_poll() {
     let r = region(1);
     let a = r.addr();
     dev.attach(a, PAGE).expect("attach");
-    assert!(dev.wait_events(Duration::from_millis(10)).expect("poll").is_empty());
+    assert!(dev
+        .wait_events(Duration::from_millis(10))
+        .expect("poll")
+        .is_empty());
     let rounds = RING_CAPACITY as u64 / 2 + 100;
     for i in 0..rounds {
         dev.make_exclusive(a, 1).expect("convert");
@@ -586,12 +788,19 @@ fn lab_event_manager_subscriber() {
     let mut em = EventManager::new().expect("event manager");
     em.add_subscriber(sub);
     // SAFETY: MADV_DONTNEED on our own mapping: an invalidation the stream reports.
-    unsafe { libc::madvise(r.addr() as *mut libc::c_void, 2 * PAGE as usize, libc::MADV_DONTNEED) };
+    unsafe {
+        libc::madvise(
+            r.addr() as *mut libc::c_void,
+            2 * PAGE as usize,
+            libc::MADV_DONTNEED,
+        )
+    };
     let n = em.run_with_timeout(1000).expect("run");
     assert!(n >= 1);
     let seen = seen.lock().expect("lock");
     assert!(
-        seen.iter().any(|e| e.start <= r.addr() && e.end >= r.addr() + 2 * PAGE),
+        seen.iter()
+            .any(|e| e.start <= r.addr() && e.end >= r.addr() + 2 * PAGE),
         "{seen:?}"
     );
 }
@@ -648,7 +857,11 @@ fn lab_fuzz_random_ioctls() {
         if cmd == MMUVISOR_IOC_QUERY() {
             // Records go to our buffer or to an address the kernel must refuse.
             buf[1] %= 64;
-            buf[2] = if rnd() % 3 != 0 { states.as_mut_ptr() as u64 } else { rnd() | 1 << 63 };
+            buf[2] = if rnd() % 3 != 0 {
+                states.as_mut_ptr() as u64
+            } else {
+                rnd() | 1 << 63
+            };
         }
         // SAFETY: `buf` is 32 writable bytes, the largest struct except
         // STATS/QUERY output pointers, which are handled above; STATS is
@@ -672,5 +885,8 @@ fn lab_fuzz_random_ioctls() {
             _ => {}
         }
     }
-    println!("# fuzz: {errors} of 5000 calls failed; {:?}", dev.stats().expect("stats"));
+    println!(
+        "# fuzz: {errors} of 5000 calls failed; {:?}",
+        dev.stats().expect("stats")
+    );
 }
