@@ -73,12 +73,12 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         (rc, status)
     });
     let what = match status {
-        s if s >= 0 => format!("migrated to node {s}"),
+        st if st >= 0 => format!("migrated to node {st}"),
         -2 => {
             "ENOENT: the kernel found no page to migrate behind the device-exclusive entry".into()
         }
         -16 => "EBUSY: the page was not migrated".into(),
-        s => format!("errno {}", -s),
+        st => format!("errno {}", -st),
     };
     s.v.note(format!(
         "move_pages returned {rc}, page status {status} ({what})"
