@@ -6,7 +6,18 @@ use crate::drill::guest::{
 };
 use crate::drill::timeline::{Lane, Timeline};
 use crate::drill::verdict::{Verdict, Window};
-use crate::secondary_mmu::{self, KvmEvent, KvmEventKind, KvmTrace, TraceConfig};
+use crate::secondary_mmu::{
+    self, KvmEvent, KvmEventKind, KvmStats, KvmTrace, StatsSnapshot, TraceConfig,
+};
+
+/// KVM statistics reported as figures (value at the end, and change).
+const STATS: &[&str] = &[
+    "pages_4k",
+    "pages_2m",
+    "pages_1g",
+    "remote_tlb_flush",
+    "mmu_shadow_zapped",
+];
 
 /// Options every drill gets (`mmuvisor drill --vcpus --pages ...`).
 #[derive(Debug, Clone)]
@@ -72,6 +83,7 @@ pub struct Session {
     pub cfg: DrillConfig,
     pending: Vec<Option<Cmd>>,
     ready: Vec<Option<SyncReport>>,
+    stats: Option<(KvmStats, StatsSnapshot)>,
 }
 
 impl Session {
@@ -99,6 +111,13 @@ impl Session {
                 buffer_kb: 4096,
             })?),
         };
+        let stats = guest
+            .vm_fd()
+            .and_then(|vm| KvmStats::open(vm).ok())
+            .and_then(|k| {
+                let first = k.read().ok()?;
+                Some((k, first))
+            });
         Ok(Session {
             guest,
             trace,
@@ -107,6 +126,7 @@ impl Session {
             cfg: cfg.clone(),
             pending: vec![None; n],
             ready: vec![None; n],
+            stats,
         })
     }
 
@@ -326,6 +346,24 @@ impl Session {
             self.v.note(format!("trace lost {lost} events"));
         }
         self.v.figure("kvm_events", events.len() as f64);
+        self.v.figure(
+            "kvm_unmap_events",
+            events
+                .iter()
+                .filter(|e| matches!(e.kind, KvmEventKind::UnmapHvaRange { .. }))
+                .count() as f64,
+        );
+        if let Some((k, first)) = &self.stats {
+            if let Ok(now) = k.read() {
+                for name in STATS {
+                    if let (Some(a), Some(b)) = (first.get(name), now.get(name)) {
+                        self.v.figure(&format!("kvm_{name}"), b as f64);
+                        self.v
+                            .figure(&format!("kvm_{name}_delta"), b as f64 - a as f64);
+                    }
+                }
+            }
+        }
         Ok((std::mem::take(&mut self.v), std::mem::take(&mut self.tl)))
     }
 }
