@@ -305,6 +305,12 @@ impl GuestMemory {
         pagemap_of_hva(hva)
     }
 
+    /// AnonHugePages (bytes) of the host mapping holding `gpa` (see `anon_huge_bytes_of_hva`).
+    pub fn anon_huge_bytes(&self, gpa: u64) -> Result<u64> {
+        let hva = self.gpa_to_hva(gpa).ok_or(GuestMemoryError::NotRam(gpa))?;
+        anon_huge_bytes_of_hva(hva)
+    }
+
     fn memslot(&self, r: &RegionInfo, log_dirty: bool) -> kvm_userspace_memory_region {
         kvm_userspace_memory_region {
             slot: r.slot,
@@ -387,6 +393,34 @@ impl GuestMemory {
     }
 }
 
+/// AnonHugePages (bytes) of the host mapping (VMA) that holds `hva`, from
+/// /proc/self/smaps: how much of it THP backs right now.
+pub fn anon_huge_bytes_of_hva(hva: u64) -> Result<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").map_err(GuestMemoryError::Pagemap)?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                inside = hva >= start && hva < end;
+                continue;
+            }
+        }
+        if inside {
+            if let Some(rest) = line.strip_prefix("AnonHugePages:") {
+                let kb: u64 = rest
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+                return Ok(kb * 1024);
+            }
+        }
+    }
+    Err(GuestMemoryError::NotRam(hva))
+}
+
 /// The pagemap entry of the page holding host virtual address `hva` in this process.
 pub fn pagemap_of_hva(hva: u64) -> Result<PagemapEntry> {
     let f = File::open("/proc/self/pagemap").map_err(GuestMemoryError::Pagemap)?;
@@ -427,6 +461,27 @@ mod tests {
         assert_eq!(m.hva_to_gpa(r.hva + 0x5000), Some(0x5000));
         assert_eq!(m.gpa_to_hva(16 << 20), None);
         assert!(m.pagemap(16 << 20).is_err());
+    }
+
+    #[test]
+    fn thp_advice_is_applied() {
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        let touch = |m: &GuestMemory| {
+            let hva = m.gpa_to_hva(0x200000).unwrap();
+            // SAFETY: 2 MiB inside the mapping owned by `m`.
+            unsafe { std::ptr::write_bytes(hva as *mut u8, 1, HUGE_PAGE_SIZE as usize) };
+        };
+        let off = GuestMemory::new(8 << 20, Thp::Off).unwrap();
+        touch(&off);
+        assert_eq!(off.anon_huge_bytes(0x200000).unwrap(), 0);
+        if thp.contains("[never]") || thp.is_empty() {
+            eprintln!("THP disabled on this host: only the 'off' half checked");
+            return;
+        }
+        let on = GuestMemory::new(8 << 20, Thp::On).unwrap();
+        touch(&on);
+        assert!(on.anon_huge_bytes(0x200000).unwrap() >= HUGE_PAGE_SIZE);
     }
 
     #[test]

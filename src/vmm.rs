@@ -50,7 +50,7 @@ pub enum VmmError {
     NoVcpus,
     #[error("--vcpus {0} is above the limit of {1} ({2})")]
     TooManyVcpus(usize, usize, &'static str),
-    #[error("--mem {got} MiB is below the minimum of {min} MiB for this guest")]
+    #[error("--mem {got} bytes is below the minimum of {min} MiB for this guest")]
     MemTooSmall { got: u64, min: u64 },
     #[error("--mem {0} bytes is above the maximum of 1 TiB")]
     MemTooBig(u64),
@@ -184,6 +184,7 @@ pub struct Vm {
     vm_fd: VmFd,
     memory: Arc<GuestMemory>,
     vcpu_fds: Vec<VcpuFd>,
+    nr_vcpus: usize,
     mode: GuestMode,
     bus: Arc<PortBus>,
     serial: Arc<Mutex<SerialDevice>>,
@@ -245,7 +246,7 @@ pub fn validate(config: &VmConfig, kvm_max: usize) -> Result<()> {
     };
     if config.mem_size < min {
         return Err(VmmError::MemTooSmall {
-            got: config.mem_size >> 20,
+            got: config.mem_size,
             min: min >> 20,
         });
     }
@@ -380,6 +381,7 @@ impl Vm {
             vm_fd,
             memory,
             vcpu_fds,
+            nr_vcpus: nr,
             mode,
             bus: Arc::new(bus),
             serial,
@@ -403,6 +405,11 @@ impl Vm {
     /// The KVM VM fd (stats, dirty log, memslots).
     pub fn vm_fd(&self) -> &VmFd {
         &self.vm_fd
+    }
+
+    /// Number of vCPUs.
+    pub fn nr_vcpus(&self) -> usize {
+        self.nr_vcpus
     }
 
     /// Payload or Linux.
@@ -653,6 +660,11 @@ impl RunningVm {
             .ok_or(VmmError::NoSuchVcpu(vcpu))?
             .send(value)
             .map_err(|_| VmmError::NoSuchVcpu(vcpu))
+    }
+
+    /// Number of vCPUs.
+    pub fn nr_vcpus(&self) -> usize {
+        self.replies.len()
     }
 
     /// KVM_RUN exits seen so far, per vCPU.

@@ -44,42 +44,15 @@ done
 [ -e /usr/include/libelf.h ] || die "libelf headers missing: apt-get install libelf-dev"
 [ -e /usr/include/openssl/ssl.h ] || die "openssl headers missing: apt-get install libssl-dev"
 
-mkdir -p "$cache"/{apt/lists/partial,apt/cache/archives/partial,apt/sources,src,kernels}
-apt_opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$cache/apt/sources"
-	-o "Dir::State::Lists=$cache/apt/lists" -o "Dir::Cache=$cache/apt/cache"
-	-o "Dir::Etc::Preferences=/dev/null" -o "Dir::Etc::PreferencesParts=/dev/null"
-	-o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
-
-# One private sources file with the suites that carry lab kernel sources.
-write_sources() {
-	local uri=http://deb.debian.org/debian keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-	local own
-	own=$(grep -h -m1 '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1 | awk '{print $2}' || true)
-	[ -n "$own" ] && uri=$own
-	cat > "$cache/apt/sources/lab.sources" <<-EOF
-	Types: deb
-	URIs: $uri
-	Suites: sid trixie bookworm
-	Components: main
-	Signed-By: $keyring
-	EOF
-}
+mkdir -p "$cache"/{src,kernels}
+# shellcheck source=apt-private.sh
+. "$here/apt-private.sh"
 
 pkg=linux-source-$version
 # Bump when a change to this script changes what it builds.
 recipe=1
-(
-	flock 9
-	write_sources
-	lists_age=$(( $(date +%s) - $(stat -c %Y "$cache/apt/lists/.updated" 2>/dev/null || echo 0) ))
-	if [ "$lists_age" -gt 21600 ]; then
-		say "updating private package lists (sid, trixie, bookworm)"
-		apt-get "${apt_opts[@]}" -qq update >&2 || die "apt-get update failed (private lists in $cache/apt)"
-		touch "$cache/apt/lists/.updated"
-	fi
-) 9>"$cache/apt/.lock"
-
-pkgver=$(apt-cache "${apt_opts[@]}" policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2}')
+apt_private_update || die "cannot update the private package lists"
+pkgver=$(apt_candidate "$pkg")
 [ -n "$pkgver" ] && [ "$pkgver" != "(none)" ] || die "no package $pkg in sid, trixie or bookworm (known: 7.2, 6.12, 6.1)"
 
 fragments=("$here/lab.config" "$here/trim.config")

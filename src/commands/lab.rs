@@ -1,12 +1,123 @@
-//! `mmuvisor lab` (owned by the lab issue).
+//! `mmuvisor lab kernel` and `mmuvisor lab run`.
+
 use super::CmdResult;
+use crate::lab::{cache, kernel, session};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Clone)]
+pub struct KernelArgs {
+    /// Debian kernel source version: 7.2 (sid), 6.12 (trixie), 6.1 (bookworm).
+    #[arg(long, default_value = "7.2")]
+    pub version: String,
+    /// Patch applied on top of the source (repeatable, in order).
+    #[arg(long = "patch", value_name = "FILE")]
+    pub patches: Vec<PathBuf>,
+    /// Kernel flavour: default, or debug (DEBUG_VM, lockdep).
+    #[arg(long, default_value = "default")]
+    pub flavour: String,
+    /// Cache folder (default: $MMUVISOR_CACHE, $XDG_CACHE_HOME/mmuvisor or ~/.cache/mmuvisor).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+}
+
+impl KernelArgs {
+    fn spec(&self) -> kernel::KernelSpec {
+        kernel::KernelSpec {
+            version: self.version.clone(),
+            flavour: self.flavour.clone(),
+            patches: self.patches.clone(),
+        }
+    }
+}
 
 #[derive(clap::Subcommand)]
 pub enum LabCmd {
-    /// Build or reuse the lab kernel.
-    Kernel {},
+    /// Build the lab kernel (or find it in the cache) and print its folder.
+    Kernel(KernelArgs),
+    /// Boot the lab and run CMD inside as root; exits with CMD's status.
+    Run {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Lab memory (e.g. 2G, 1536M).
+        #[arg(long, default_value = "2G")]
+        mem: String,
+        /// Lab vCPUs.
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 1200)]
+        timeout: u64,
+        /// Don't build or load the helper module.
+        #[arg(long)]
+        no_kmod: bool,
+        /// The command to run in the lab.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
-pub fn exec(_cmd: LabCmd) -> CmdResult {
-    Err("lab: not implemented yet".into())
+/// Parses 512M, 2G, 1024 (MiB) into MiB.
+pub fn parse_mib(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'G' | 'g')) => (&s[..i], 1024),
+        Some((i, 'M' | 'm')) => (&s[..i], 1),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("bad memory size '{s}' (use e.g. 512M or 2G)"))
+}
+
+pub fn exec(cmd: LabCmd) -> CmdResult {
+    match cmd {
+        LabCmd::Kernel(args) => {
+            let cache = cache::cache_dir(args.cache.as_ref())?;
+            let built = kernel::ensure(&cache, &args.spec())?;
+            println!("{}", built.dir.display());
+            Ok(0)
+        }
+        LabCmd::Run {
+            kernel,
+            mem,
+            cpus,
+            timeout,
+            no_kmod,
+            command,
+        } => {
+            let req = session::LabRun {
+                cache: kernel.cache.clone(),
+                kernel: kernel.spec(),
+                mem_mib: parse_mib(&mem)?,
+                cpus,
+                timeout: Duration::from_secs(timeout),
+                command,
+                no_kmod,
+            };
+            match session::run(&req) {
+                Ok(code) => Ok(code),
+                Err(crate::lab::LabError::Interrupted) => {
+                    eprintln!("mmuvisor: lab interrupted; QEMU stopped, temporary files removed");
+                    Ok(130)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_mib;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_mib("2G"), Ok(2048));
+        assert_eq!(parse_mib("512M"), Ok(512));
+        assert_eq!(parse_mib("300"), Ok(300));
+        assert!(parse_mib("lots").is_err());
+        assert!(parse_mib("99999999999999999999G").is_err());
+    }
 }

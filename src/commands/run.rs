@@ -22,7 +22,12 @@ pub struct Args {
     #[arg(long, value_name = "PATH", requires = "kernel")]
     pub initrd: Option<PathBuf>,
     /// Extra kernel command line (appended to the default console=ttyS0 ...).
-    #[arg(long, value_name = "STR", requires = "kernel")]
+    #[arg(
+        long,
+        value_name = "STR",
+        requires = "kernel",
+        allow_hyphen_values = true
+    )]
     pub cmdline: Option<String>,
     /// Bare payload: a built-in name or an ELF path.
     #[arg(long, value_name = "NAME|PATH")]
@@ -180,7 +185,10 @@ pub fn exec(a: Args) -> CmdResult {
                         "vCPU {}: SYNC stage {stage} v0 {v0:#x} v1 {v1:#x}, replying 0",
                         ev.vcpu
                     );
-                    running.reply(ev.vcpu, 0)?;
+                    // The vCPU may already be gone if another one ended the VM.
+                    if let Err(e) = running.reply(ev.vcpu, 0) {
+                        log::debug!("reply to vCPU {}: {e}", ev.vcpu);
+                    }
                 }
                 if running.outcome().is_some() {
                     break;

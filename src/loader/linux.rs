@@ -129,7 +129,7 @@ pub fn load_linux(mem: &GuestMemoryMmap, image: &LinuxImage, vcpus: u8) -> Resul
     let (mut kernel_file, kernel_len) = open(&image.kernel)?;
     let kernel = load_kernel(mem, &mut kernel_file, kernel_len, &image.kernel, low_end)?;
 
-    let cmdline_len = write_cmdline(
+    write_cmdline(
         mem,
         &image.cmdline,
         cmdline_limit(kernel.setup_header.as_ref()),
@@ -147,7 +147,6 @@ pub fn load_linux(mem: &GuestMemoryMmap, image: &LinuxImage, vcpus: u8) -> Resul
         mem,
         &ZeroPageConfig {
             setup_header: kernel.setup_header,
-            cmdline_len,
             initrd,
         },
     )?;

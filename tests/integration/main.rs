@@ -2,7 +2,10 @@
 
 mod drill_ktap;
 mod drill_secondary_mmu;
+mod lab;
+mod lab_drills;
 mod linux_loader;
+mod payloads;
 mod run_bad_input;
 mod run_linux_lab;
 mod run_payload;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use mmuvisor::guest_memory::Thp;
 use mmuvisor::vmm::{GuestEventKind, GuestImage, OutcomeReason, Vm, VmConfig, VmmError};
 
 use crate::require_kvm_payload;
@@ -133,4 +134,30 @@ fn memory_above_3g_moves_to_4g() {
         (0, 3 << 30, 4 << 30, 1 << 30)
     );
     assert!(vm.memory().gpa_to_hva(0xd000_0000).is_none());
+}
+
+#[test]
+fn thp_backs_guest_written_memory_when_asked() {
+    let elf = require_kvm_payload!();
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    for (mode, want_huge) in [(Thp::Off, false), (Thp::On, true)] {
+        if want_huge && (thp.contains("[never]") || thp.is_empty()) {
+            eprintln!("SKIP thp on: THP disabled on this host");
+            continue;
+        }
+        let mut c = config(elf, 1, 7);
+        c.thp = mode;
+        let mut vm = Vm::new(&c).unwrap();
+        let mut running = vm.start().unwrap();
+        let ev = running.next_event(T).unwrap();
+        assert!(
+            matches!(ev.kind, GuestEventKind::Sync { stage: 1, .. }),
+            "{ev:?}"
+        );
+        let huge = vm.memory().anon_huge_bytes(0x200000).unwrap();
+        assert_eq!(huge >= 2 << 20, want_huge, "{mode:?}: AnonHugePages {huge}");
+        running.reply(0, 0).unwrap();
+        assert_eq!(running.wait().unwrap().code, 0);
+    }
 }

@@ -127,8 +127,6 @@ pub fn write_cmdline(
 pub struct ZeroPageConfig {
     /// The bzImage's setup header as loaded (None for an ELF vmlinux).
     pub setup_header: Option<setup_header>,
-    /// Length of the command line written at CMDLINE_START (without its NUL).
-    pub cmdline_len: usize,
     /// Initrd guest address and size.
     pub initrd: Option<(GuestAddress, u32)>,
 }
@@ -371,7 +369,6 @@ mod tests {
         };
         let cfg = ZeroPageConfig {
             setup_header: Some(hdr),
-            cmdline_len: 5,
             initrd: Some((GuestAddress(0x3f00000), 0x12345)),
         };
         let params = build_boot_params(&mem, &cfg).unwrap();

@@ -1,0 +1,31 @@
+#!/bin/busybox sh
+# The lab's init (PID 1 in the lab VM): mount what a host has, share the
+# host's files (/ read-only at /host, the current folder writable at its own
+# path), load the modules, run the command, report its status.
+/bin/busybox --install -s /bin
+export PATH=/lab/bin:/bin:/sbin HOME=/root TMPDIR=/tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+opts=trans=virtio,version=9p2000.L,msize=524288,cache=loose
+mount -t 9p -o "$opts" labout /lab/out || echo "[lab] cannot mount the output share"
+mount -t 9p -o "$opts,ro" hostroot /host || echo "[lab] cannot mount the host's root"
+. /lab/env.sh
+if [ -n "$LAB_CWD" ]; then
+	mkdir -p "$LAB_CWD"
+	mount -t 9p -o "$opts" cwd "$LAB_CWD" || echo "[lab] cannot mount $LAB_CWD"
+	cd "$LAB_CWD"
+fi
+for m in /lab/modules/*.ko; do
+	[ -e "$m" ] && { insmod "$m" || echo "[lab] insmod $m failed"; }
+done
+echo 1 > /proc/sys/kernel/panic_on_oops
+sh /lab/cmd.sh
+echo $? > /lab/out/status
+dmesg > /lab/out/dmesg
+sync
+poweroff -f

@@ -1,0 +1,151 @@
+//! Lab benchmarks: figures, never assertions. Kernel build time (as
+//! recorded by the build), lab boot to the command, and a nested Linux
+//! guest's boot under mmuvisor against QEMU in the same lab run.
+
+use super::LabError;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The line a nested test guest prints once its userspace runs.
+pub const GUEST_MARKER: &str = "mmuvisor-guest: userspace up";
+
+/// Starts `cmd` and returns the time until `marker` shows on its stdout;
+/// the process is killed afterwards.
+pub fn time_to_marker(
+    cmd: &mut Command,
+    marker: &str,
+    limit: Duration,
+) -> Result<Duration, LabError> {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| LabError::io("cannot start", format!("{cmd:?}"), e))?;
+    let Some(out) = child.stdout.take() else {
+        return Err(LabError::Invalid("no stdout".into()));
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let m = marker.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.contains(&m) {
+                let _ = tx.send(Instant::now());
+            }
+        }
+    });
+    let seen = rx.recv_timeout(limit);
+    let _ = child.kill();
+    let _ = child.wait();
+    seen.map(|t| t - start).map_err(|_| {
+        LabError::Invalid(format!(
+            "'{marker}' did not show within {} s",
+            limit.as_secs()
+        ))
+    })
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Inside the lab: boots Debian's stock kernel with the busybox initramfs
+/// under mmuvisor and under QEMU (KVM, from the host's root via /host),
+/// `runs` times each, and prints the medians and their ratio.
+pub fn nested_boot_inner(runs: usize) -> Result<(), LabError> {
+    let kernel = std::env::var("MMUVISOR_GUEST_KERNEL")
+        .map_err(|_| LabError::Invalid("not in the lab (MMUVISOR_GUEST_KERNEL unset)".into()))?;
+    let initrd = std::env::var("MMUVISOR_GUEST_INITRD").unwrap_or_default();
+    let exe =
+        std::env::current_exe().map_err(|e| LabError::io("cannot find", "this executable", e))?;
+    // QEMU runs from the host's root: give it /dev, /proc, /sys and a /tmp.
+    let setup = format!(
+        "m() {{ grep -q \" $3 \" /proc/mounts || mount -t $1 $2 $3; }}; \
+         m devtmpfs devtmpfs /host/dev; m proc proc /host/proc; m sysfs sysfs /host/sys; \
+         m tmpfs tmpfs /host/tmp; cp {kernel} /host/tmp/vmlinuz && cp {initrd} /host/tmp/initrd"
+    );
+    let ok = Command::new("sh")
+        .args(["-c", &setup])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let limit = Duration::from_secs(120);
+    let cmdline = "console=ttyS0 reboot=k panic=-1 acpi=off quiet -- true";
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..runs {
+        let mut m = Command::new(&exe);
+        m.args([
+            "run",
+            "--kernel",
+            &kernel,
+            "--initrd",
+            &initrd,
+            "--mem",
+            "256M",
+            "--vcpus",
+            "1",
+            "--cmdline",
+            "quiet -- true",
+        ]);
+        ours.push(time_to_marker(&mut m, GUEST_MARKER, limit)?);
+        if ok {
+            let mut q = Command::new("chroot");
+            q.args([
+                "/host",
+                "qemu-system-x86_64",
+                "-enable-kvm",
+                "-cpu",
+                "host",
+                "-m",
+                "256",
+                "-smp",
+                "1",
+            ])
+            .args([
+                "-nodefaults",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+            ])
+            .args([
+                "-kernel",
+                "/tmp/vmlinuz",
+                "-initrd",
+                "/tmp/initrd",
+                "-append",
+                cmdline,
+            ]);
+            match time_to_marker(&mut q, GUEST_MARKER, limit) {
+                Ok(d) => theirs.push(d),
+                Err(e) => println!("# qemu peer failed: {e}"),
+            }
+        }
+    }
+    let m = median(ours);
+    println!(
+        "nested-boot mmuvisor: median {:.3} s over {runs} boots (to '{GUEST_MARKER}')",
+        m.as_secs_f64()
+    );
+    if theirs.is_empty() {
+        println!(
+            "nested-boot qemu: not measured (QEMU from the host's root did not run in the lab)"
+        );
+    } else {
+        let q = median(theirs);
+        println!(
+            "nested-boot qemu-system-x86_64 -enable-kvm: median {:.3} s",
+            q.as_secs_f64()
+        );
+        println!(
+            "nested-boot ratio mmuvisor/qemu: {:.2} (target <= 1.0)",
+            m.as_secs_f64() / q.as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The lab kernel: built from Debian's linux-source-V by
+//! resources/kernels/build-lab-kernel.sh and cached by its inputs.
+
+use super::{scripts, LabError};
+use std::path::{Path, PathBuf};
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct KernelSpec {
+    /// Debian source package version, e.g. "7.2".
+    pub version: String,
+    /// "default" or "debug".
+    pub flavour: String,
+    /// Patches applied in order on top of the source.
+    pub patches: Vec<PathBuf>,
+}
+
+/// A built lab kernel in the cache.
+#[derive(Debug, Clone)]
+pub struct LabKernel {
+    pub dir: PathBuf,
+}
+
+impl LabKernel {
+    pub fn bzimage(&self) -> PathBuf {
+        self.dir.join("bzImage")
+    }
+    /// The configured build tree: KDIR for out-of-tree modules.
+    pub fn build_tree(&self) -> PathBuf {
+        self.dir.join("src")
+    }
+    /// Modules built with the kernel (test_hmm.ko among them).
+    pub fn module(&self, name: &str) -> Option<PathBuf> {
+        let path = self.dir.join("modules").join(format!("{name}.ko"));
+        path.is_file().then_some(path)
+    }
+    /// Seconds the from-scratch (or incremental) build took, as recorded.
+    pub fn build_seconds(&self) -> Option<u64> {
+        std::fs::read_to_string(self.dir.join("build-seconds"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+}
+
+/// The project's own lab patches (resources/kernels/patches/*.patch, in
+/// name order), applied before the user's. Known-bad patches live in a
+/// subfolder and are only applied when asked for.
+pub fn project_patches() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/kernels/patches");
+    let mut patches: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "patch"))
+                .collect()
+        })
+        .unwrap_or_default();
+    patches.sort();
+    patches
+}
+
+/// Builds the kernel, or finds it in the cache.
+pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
+    if !matches!(spec.flavour.as_str(), "default" | "debug") {
+        return Err(LabError::Invalid(format!(
+            "unknown kernel flavour '{}' (default, debug)",
+            spec.flavour
+        )));
+    }
+    for patch in &spec.patches {
+        if !patch.is_file() {
+            return Err(LabError::Invalid(format!(
+                "patch {} not found",
+                patch.display()
+            )));
+        }
+    }
+    for (tool, package) in [
+        ("make", "make"),
+        ("gcc", "gcc"),
+        ("flex", "flex"),
+        ("bison", "bison"),
+        ("bc", "bc"),
+        ("apt-get", "apt"),
+    ] {
+        super::require_tool(tool, package)?;
+    }
+    let dir = scripts::materialize(cache)?;
+    let mut args = vec![
+        "--cache".to_string(),
+        cache.display().to_string(),
+        "--version".to_string(),
+        spec.version.clone(),
+        "--flavour".to_string(),
+        spec.flavour.clone(),
+    ];
+    for patch in project_patches().iter().chain(&spec.patches) {
+        args.push("--patch".to_string());
+        args.push(patch.display().to_string());
+    }
+    let dir = scripts::run_for_value(&dir.join("build-lab-kernel.sh"), &args, "KERNEL_DIR")?;
+    Ok(LabKernel { dir })
+}

@@ -1,0 +1,99 @@
+//! Builds the helper module (kmod/) for a lab kernel, cached by the
+//! kernel build and the module's sources.
+
+use super::kernel::LabKernel;
+use super::LabError;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The module sources: `$MMUVISOR_KMOD_DIR`, else this checkout's kmod/.
+pub fn source_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("MMUVISOR_KMOD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("kmod"));
+    (dir.join("Kbuild").is_file() || dir.join("Makefile").is_file()).then_some(dir)
+}
+
+fn hash_tree(dir: &Path, hasher: &mut DefaultHasher) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "tests" {
+                hash_tree(&path, hasher)?;
+            }
+        } else if name.ends_with(".c")
+            || name.ends_with(".h")
+            || name == "Kbuild"
+            || name == "Makefile"
+        {
+            name.hash(hasher);
+            std::fs::read(&path)?.hash(hasher);
+        }
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds mmuvisor.ko for `kernel`; Ok(None) when this checkout has no kmod/.
+pub fn ensure(cache: &Path, kernel: &LabKernel) -> Result<Option<PathBuf>, LabError> {
+    let Some(src) = source_dir() else {
+        return Ok(None);
+    };
+    let mut hasher = DefaultHasher::new();
+    hash_tree(&src, &mut hasher).map_err(|e| LabError::io("cannot read", &src, e))?;
+    let kname = kernel
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out = cache
+        .join("kmod")
+        .join(format!("{kname}-{:016x}", hasher.finish()));
+    let ko = out.join("mmuvisor.ko");
+    if ko.is_file() {
+        return Ok(Some(ko));
+    }
+    let build = out.join("build");
+    let _ = std::fs::remove_dir_all(&build);
+    copy_tree(&src, &build)
+        .map_err(|e| LabError::io("cannot copy the module sources to", &build, e))?;
+    eprintln!("[lab] building the helper module for {kname}");
+    let output = Command::new("make")
+        .arg("-C")
+        .arg(kernel.build_tree())
+        .arg(format!("M={}", build.display()))
+        .arg("modules")
+        .output()
+        .map_err(|e| LabError::io("cannot run make for", &build, e))?;
+    let built = build.join("mmuvisor.ko");
+    if !output.status.success() || !built.is_file() {
+        let log = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        for line in tail.iter().rev() {
+            eprintln!("{line}");
+        }
+        return Err(LabError::Invalid(format!(
+            "the helper module did not build for {kname} (make output above)"
+        )));
+    }
+    std::fs::copy(&built, &ko).map_err(|e| LabError::io("cannot copy", &built, e))?;
+    Ok(Some(ko))
+}

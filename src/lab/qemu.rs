@@ -1,0 +1,212 @@
+//! Boots the lab in QEMU: TCG with `-cpu max` (which exposes SVM+NPT, so KVM
+//! runs inside), or `-enable-kvm -cpu host` where the host has nested KVM.
+//! Streams the console, enforces the timeout, and leaves no QEMU process
+//! behind, also on Ctrl-C.
+
+use super::LabError;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The lab VM to boot.
+pub struct LabVm {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub mem_mib: u64,
+    pub cpus: u32,
+    /// Writable share mounted at the same path in the lab.
+    pub cwd: Option<PathBuf>,
+    /// Writable share for the lab's status and kernel log.
+    pub out_dir: PathBuf,
+    pub timeout: Duration,
+    /// Extra kernel command line.
+    pub append: String,
+}
+
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNALLED.store(sig, Ordering::SeqCst);
+}
+
+fn catch_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: on_signal only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Whether the host can run the lab with hardware-assisted nested KVM.
+pub fn host_has_nested_kvm() -> bool {
+    let kvm_ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or("");
+    let hw = flags.split_whitespace().any(|f| f == "vmx" || f == "svm");
+    let nested = [
+        "/sys/module/kvm_amd/parameters/nested",
+        "/sys/module/kvm_intel/parameters/nested",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok())
+    .any(|v| matches!(v.trim(), "1" | "Y" | "y"));
+    kvm_ok && hw && nested
+}
+
+/// The lab kernel's last word, printed at every run's end: noise.
+fn is_power_down(line: &[u8]) -> bool {
+    line.starts_with(b"[") && line.ends_with(b"] reboot: Power down")
+}
+
+fn virtfs(tag: &str, path: &Path, readonly: bool) -> String {
+    format!(
+        "local,path={},mount_tag={tag},security_model=none,multidevs=remap{}",
+        path.display().to_string().replace(',', ",,"),
+        if readonly { ",readonly=on" } else { "" }
+    )
+}
+
+fn stop(child: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid; at worst it fails with ESRCH.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Boots the lab and waits for it to power off. Returns the command's exit
+/// status as reported by the lab's init.
+pub fn run(vm: &LabVm) -> Result<i32, LabError> {
+    let qemu = super::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
+    let mut cmd = Command::new(qemu);
+    if host_has_nested_kvm() {
+        cmd.args(["-enable-kvm", "-cpu", "host"]);
+    } else {
+        cmd.args(["-accel", "tcg", "-cpu", "max"]);
+    }
+    cmd.args(["-m", &vm.mem_mib.to_string(), "-smp", &vm.cpus.to_string()])
+        .args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ])
+        .arg("-kernel")
+        .arg(&vm.kernel)
+        .arg("-initrd")
+        .arg(&vm.initrd)
+        .args([
+            "-append",
+            &format!(
+                "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init {}",
+                vm.append
+            ),
+        ])
+        .args(["-virtfs", &virtfs("hostroot", Path::new("/"), true)])
+        .args(["-virtfs", &virtfs("labout", &vm.out_dir, false)]);
+    if let Some(cwd) = &vm.cwd {
+        cmd.args(["-virtfs", &virtfs("cwd", cwd, false)]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches only
+    // the child: QEMU dies with us even if we are killed with SIGKILL.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    catch_signals();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| LabError::io("cannot start", "qemu-system-x86_64", e))?;
+    let console = child.stdout.take().map(|out| {
+        std::thread::spawn(move || {
+            let stdout = std::io::stdout();
+            for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+                let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                if is_power_down(line) {
+                    continue;
+                }
+                let mut lock = stdout.lock();
+                let _ = lock.write_all(line);
+                let _ = lock.write_all(b"\n");
+                let _ = lock.flush();
+            }
+        })
+    });
+    let errors = child.stderr.take().map(|err| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[qemu] {line}");
+                text.push_str(&line);
+            }
+            text
+        })
+    });
+    let start = Instant::now();
+    let status = loop {
+        if SIGNALLED.load(Ordering::SeqCst) != 0 {
+            stop(&mut child);
+            return Err(LabError::Interrupted);
+        }
+        if start.elapsed() > vm.timeout {
+            stop(&mut child);
+            return Err(LabError::Timeout(vm.timeout.as_secs()));
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                stop(&mut child);
+                return Err(LabError::io("cannot wait for", "qemu-system-x86_64", e));
+            }
+        }
+    };
+    if let Some(t) = console {
+        let _ = t.join();
+    }
+    let qemu_errors = errors.and_then(|t| t.join().ok()).unwrap_or_default();
+    let status_file = vm.out_dir.join("status");
+    match std::fs::read_to_string(&status_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        Some(code) => Ok(code),
+        None if !status.success() => Err(LabError::Invalid(format!(
+            "QEMU failed ({status}){}",
+            if qemu_errors.is_empty() {
+                String::new()
+            } else {
+                format!(": {qemu_errors}")
+            }
+        ))),
+        None => Err(LabError::NoStatus),
+    }
+}

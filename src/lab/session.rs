@@ -1,0 +1,131 @@
+//! One lab run: kernel, assets and helper module ready (built or cached),
+//! an initramfs packed for this command, QEMU booted, temporary files gone
+//! afterwards whatever happens.
+
+use super::{assets, cache, initramfs, kernel, kmod, qemu, LabError};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What `mmuvisor lab run` was asked for.
+pub struct LabRun {
+    pub cache: Option<PathBuf>,
+    pub kernel: kernel::KernelSpec,
+    pub mem_mib: u64,
+    pub cpus: u32,
+    pub timeout: Duration,
+    pub command: Vec<String>,
+    /// Don't load (or build) the helper module.
+    pub no_kmod: bool,
+}
+
+/// A temporary folder removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self, LabError> {
+        let base = std::env::temp_dir();
+        for n in 0..1000u32 {
+            let dir = base.join(format!("mmuvisor-lab-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(TempDir(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(LabError::io("cannot create", dir, e)),
+            }
+        }
+        Err(LabError::Invalid(format!(
+            "cannot create a temporary folder in {}",
+            base.display()
+        )))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Environment lines for the command in the lab.
+fn env_script(cwd: Option<&PathBuf>) -> String {
+    let q = |s: &str| initramfs::shell_quote(s);
+    let mut env = String::new();
+    env.push_str(&format!(
+        "LAB_CWD={}\n",
+        q(&cwd.map(|c| c.display().to_string()).unwrap_or_default())
+    ));
+    env.push_str("export MMUVISOR_LAB=1 MMUVISOR_GUEST_KERNEL=/lab/guest/vmlinuz MMUVISOR_GUEST_INITRD=/lab/guest/initrd\n");
+    for key in ["RUST_BACKTRACE", "RUST_LOG", "MMUVISOR_TEST_FILTER"] {
+        if let Ok(v) = std::env::var(key) {
+            env.push_str(&format!("export {key}={}\n", q(&v)));
+        }
+    }
+    env
+}
+
+/// Boots the lab, runs the command, returns its exit status.
+pub fn run(req: &LabRun) -> Result<i32, LabError> {
+    if req.command.is_empty() {
+        return Err(LabError::Invalid(
+            "no command given: mmuvisor lab run [OPTIONS] -- CMD ARGS...".into(),
+        ));
+    }
+    if !(1..=64).contains(&req.cpus) {
+        return Err(LabError::Invalid(format!(
+            "--cpus {} is out of range (1..=64)",
+            req.cpus
+        )));
+    }
+    if req.mem_mib < 256 {
+        return Err(LabError::Invalid(format!(
+            "--mem {} MiB is below the lab's minimum of 256 MiB",
+            req.mem_mib
+        )));
+    }
+    super::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
+    let cache = cache::cache_dir(req.cache.as_ref())?;
+    std::fs::create_dir_all(&cache).map_err(|e| LabError::io("cannot create", &cache, e))?;
+    let kernel = kernel::ensure(&cache, &req.kernel)?;
+    let assets = assets::ensure(&cache)?;
+    let mut modules: Vec<PathBuf> = kernel.module("test_hmm").into_iter().collect();
+    if !req.no_kmod {
+        modules.extend(kmod::ensure(&cache, &kernel)?);
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| LabError::io("cannot find", "this executable", e))?;
+    let cwd = std::env::current_dir().ok();
+    let command = req
+        .command
+        .iter()
+        .map(|a| initramfs::shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let guest_initrd = initramfs::guest_image(&assets.busybox())?;
+    let image = initramfs::lab_image(&initramfs::LabImage {
+        busybox: &assets.busybox(),
+        mmuvisor: &exe,
+        modules,
+        guest_kernel: &assets.guest_kernel(),
+        guest_initrd: &guest_initrd,
+        command: format!("exec {command}\n"),
+        env: env_script(cwd.as_ref()),
+    })?;
+    let tmp = TempDir::new()?;
+    let initrd = tmp.0.join("initramfs.cpio");
+    std::fs::write(&initrd, image).map_err(|e| LabError::io("cannot write", &initrd, e))?;
+    let out_dir = tmp.0.join("out");
+    std::fs::create_dir(&out_dir).map_err(|e| LabError::io("cannot create", &out_dir, e))?;
+    let result = qemu::run(&qemu::LabVm {
+        kernel: kernel.bzimage(),
+        initrd,
+        mem_mib: req.mem_mib,
+        cpus: req.cpus,
+        cwd,
+        out_dir: out_dir.clone(),
+        timeout: req.timeout,
+        append: String::new(),
+    });
+    if let Ok(dest) = std::env::var("MMUVISOR_LAB_DMESG") {
+        let _ = std::fs::copy(out_dir.join("dmesg"), dest);
+    }
+    result
+}
