@@ -285,6 +285,13 @@ impl NotifierClient {
                 path: path.to_string(),
                 source,
             })?;
+        Self::from_file(file)
+    }
+
+    /// Wraps an already open device file (e.g. one received from another
+    /// process) after checking the module's ABI. Reads through this client
+    /// never block only if the file has O_NONBLOCK.
+    pub fn from_file(file: File) -> Result<Self> {
         let mut v = mmuvisor_version::default();
         // SAFETY: VERSION writes one mmuvisor_version into the valid &mut v.
         let ret = unsafe { ioctl_with_mut_ref(&file, MMUVISOR_IOC_VERSION(), &mut v) };

@@ -17,7 +17,7 @@ if rmmod mmuvisor 2>/dev/null; then echo "LAB: FAIL rmmod while open succeeded";
 exec 3<&-
 [ -e /dev/mmuvisor ] || insmod /mmuvisor.ko
 if [ -n "$RUN_TESTS" ]; then
-	/notifier-tests notifier_client --test-threads=1 --nocapture $TEST_FILTER
+	/notifier-tests ${TEST_FILTER:-notifier_client} --test-threads=1 --nocapture
 	echo "LAB: tests rc=$?"
 fi
 if [ -n "$RUN_BENCH" ]; then
@@ -27,7 +27,7 @@ if [ -n "$RUN_BENCH" ]; then
 	rmmod test_hmm
 fi
 if rmmod mmuvisor; then echo "LAB: ok rmmod"; else echo "LAB: FAIL rmmod"; fi
-if dmesg | grep -E "WARNING|BUG|lockdep|Call Trace|circular locking|inconsistent lock"; then
+if dmesg | grep -E "WARNING:|BUG:|BUG |circular locking|recursive locking|inconsistent lock|DEBUG_LOCKS_WARN|turning off the locking|lock held when returning|suspicious RCU"; then
 	echo "LAB: FAIL dmesg"
 	dmesg | tail -80
 else

@@ -60,7 +60,11 @@ CONF
 
 timeout 900 qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 2 -nographic -no-reboot \
 	-kernel "$kdir/bzImage" -initrd "$work/initrd.gz" \
-	-append "console=ttyS0 panic=-1 quiet" | tee "$work/console.log"
+	-append "console=ttyS0 panic=-1 quiet" > "$work/console.log" 2>&1 < /dev/null &
+qpid=$!
+trap 'kill $qpid 2>/dev/null || true; rm -rf "$work"' EXIT
+wait $qpid || true
+cat "$work/console.log"
 grep -q "LAB: dmesg clean" "$work/console.log" || exit 1
 ! grep -q "LAB: FAIL" "$work/console.log" || exit 1
 if [ -n "$tests" ]; then grep -q "LAB: tests rc=0" "$work/console.log" || exit 1; fi
