@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::FileExt;
 
+use crate::payloads::interp;
 use crate::secondary_mmu::GuestRegion;
 
 /// First data page (docs/design.md, "The interp payload").
@@ -25,18 +26,19 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn code_arg(self) -> (u8, u32) {
+    /// The payload's op and the argument word.
+    pub fn code_arg(self) -> (interp::Op, u32) {
         match self {
-            Op::Exit => (0, 0),
-            Op::Read => (1, 0),
-            Op::Write(a) => (2, a),
-            Op::AtomicAdd(a) => (3, a),
-            Op::IncLoop(a) => (4, a),
-            Op::AtomicIncLoop(a) => (5, a),
-            Op::Fill(a) => (6, a),
-            Op::Check(a) => (7, a),
-            Op::FillRange(a) => (8, a),
-            Op::CheckRange(a) => (9, a),
+            Op::Exit => (interp::Op::Exit, 0),
+            Op::Read => (interp::Op::Read, 0),
+            Op::Write(a) => (interp::Op::Write, a),
+            Op::AtomicAdd(a) => (interp::Op::AtomicAdd, a),
+            Op::IncLoop(a) => (interp::Op::IncLoop, a),
+            Op::AtomicIncLoop(a) => (interp::Op::AtomicIncLoop, a),
+            Op::Fill(a) => (interp::Op::Fill, a),
+            Op::Check(a) => (interp::Op::Check, a),
+            Op::FillRange(a) => (interp::Op::FillRange, a),
+            Op::CheckRange(a) => (interp::Op::CheckRange, a),
         }
     }
     pub fn name(self) -> &'static str {
@@ -78,10 +80,10 @@ impl Cmd {
     pub fn new(op: Op, page: u64) -> Self {
         Cmd { op, page }
     }
-    /// The command word: bits 63..56 op, 55..32 page, 31..0 argument.
+    /// The command word (`payloads::interp::encode`).
     pub fn encode(self) -> u64 {
-        let (code, arg) = self.op.code_arg();
-        ((code as u64) << 56) | ((self.page & 0xff_ffff) << 32) | arg as u64
+        let (op, arg) = self.op.code_arg();
+        interp::encode(op, self.page.min(interp::MAX_PAGE as u64) as u32, arg)
     }
 }
 

@@ -155,9 +155,9 @@ impl SimGuest {
 }
 
 fn decode(word: u64) -> Option<Cmd> {
-    let arg = word as u32;
-    let page = (word >> 32) & 0xff_ffff;
-    let op = match word >> 56 {
+    let (code, page, arg) = crate::payloads::interp::decode(word);
+    let page = page as u64;
+    let op = match code {
         0 => Op::Exit,
         1 => Op::Read,
         2 => Op::Write(arg),
