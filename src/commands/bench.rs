@@ -12,6 +12,19 @@ pub enum BenchCmd {
     /// Device-exclusive conversion rate of /dev/mmuvisor against test_hmm's
     /// HMM_DMIRROR_EXCLUSIVE (needs mmuvisor.ko and test_hmm.ko: run in the lab).
     Convert(super::bench_convert::ConvertArgs),
+    /// Revocation round trip (guest touch -> PTE present again) vs a plain
+    /// process touching an exclusive page; p50/p99 (needs the module: lab).
+    Revoke {
+        /// Conversions to time.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
+    /// Every drill (or the named ones) N times: verdict stability.
+    Repeat {
+        names: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        times: usize,
+    },
     /// Lab kernel build: the recorded time of the cached build (target <= 8 min on 2 cores).
     KernelBuild(KernelArgs),
     /// Lab boot to the command, N times (target <= 5 s).
@@ -50,6 +63,15 @@ pub fn exec(cmd: BenchCmd) -> CmdResult {
     match cmd {
         BenchCmd::Setup(a) => super::bench_setup::exec(a),
         BenchCmd::Convert(a) => super::bench_convert::convert(a),
+        BenchCmd::Revoke { rounds } => {
+            crate::drill::bench::revoke(rounds.max(1), &Default::default())?;
+            Ok(0)
+        }
+        BenchCmd::Repeat { names, times } => Ok(crate::drill::bench::repeat(
+            &names,
+            times.max(1),
+            &Default::default(),
+        )?),
         BenchCmd::KernelBuild(args) => {
             let cache = cache::cache_dir(args.cache.as_ref())?;
             let spec = kernel::KernelSpec {

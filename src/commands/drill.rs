@@ -1,9 +1,121 @@
-//! `mmuvisor drill` (owned by the drills issue).
+//! `mmuvisor drill [NAME...|all]`: run drills, print KTAP / human / JSON.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
 use super::CmdResult;
+use crate::drill::ktap::{self, Report};
+use crate::drill::session::DrillConfig;
+use crate::drill::{json, runner, DRILLS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Ktap,
+    Json,
+}
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Drills to run (`all` or none: every drill).
+    pub names: Vec<String>,
+    /// List the drills and what they need.
+    #[arg(long)]
+    pub list: bool,
+    /// Output format (default: human on a terminal, ktap otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write one SVG timeline per drill into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub timeline: Option<PathBuf>,
+    /// vCPUs of each drill's guest.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=32))]
+    pub vcpus: u64,
+    /// Data pages a drill uses around the page under test.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(3..=4096))]
+    pub pages: u64,
+    /// Repetitions inside a drill (increments, conversions).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub iterations: u64,
+    /// Seed for the values drills write.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
 
-pub fn exec(_args: Args) -> CmdResult {
-    Err("drill: not implemented yet".into())
+impl Args {
+    pub fn config(&self) -> DrillConfig {
+        DrillConfig {
+            vcpus: self.vcpus as usize,
+            pages: self.pages,
+            iterations: self.iterations,
+            seed: self.seed,
+            ..DrillConfig::default()
+        }
+    }
+}
+
+fn human(r: &Report) -> String {
+    use crate::drill::verdict::Outcome;
+    let mut s = match &r.outcome {
+        Outcome::Judged(v) if v.passed() => format!("PASS  {} ({:.2} s)\n", r.name, r.seconds),
+        Outcome::Judged(_) => format!("FAIL  {} ({:.2} s)\n", r.name, r.seconds),
+        Outcome::Skip(why) => format!("SKIP  {}: {why}\n", r.name),
+        Outcome::Error(e) => format!("ERROR {}: {e}\n", r.name),
+    };
+    if let Outcome::Judged(v) = &r.outcome {
+        for c in v.failures() {
+            s.push_str(&format!("      {}: {}\n", c.name, c.detail));
+        }
+        for n in &v.notes {
+            s.push_str(&format!("      note: {n}\n"));
+        }
+    }
+    s
+}
+
+pub fn exec(args: Args) -> CmdResult {
+    if args.list {
+        for d in DRILLS
+            .iter()
+            .filter(|d| !d.hidden || !args.names.is_empty())
+        {
+            let needs = if d.needs.module {
+                "kvm, tracefs, /dev/mmuvisor"
+            } else if d.needs.kvm {
+                "kvm, tracefs"
+            } else {
+                "-"
+            };
+            println!("{:<26} {:<30} {}", d.name, needs, d.about);
+        }
+        return Ok(0);
+    }
+    let drills = runner::select(&args.names)?;
+    if let Some(dir) = &args.timeline {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--timeline {}: {e}", dir.display()))?;
+    }
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Human
+    } else {
+        Format::Ktap
+    });
+    let cfg = args.config();
+    let mut reports = Vec::new();
+    for d in drills {
+        log::info!("drill {}", d.name);
+        let r = runner::run_one(d, &cfg, args.timeline.as_deref());
+        if format == Format::Human {
+            print!("{}", human(&r));
+        }
+        reports.push(r);
+    }
+    match format {
+        Format::Ktap => print!("{}", ktap::render(&reports)),
+        Format::Json => print!("{}", json::render(&reports)),
+        Format::Human => {
+            let (p, f, k) = ktap::totals(&reports);
+            println!("{p} passed, {f} failed, {k} skipped");
+        }
+    }
+    Ok(ktap::exit_code(&reports))
 }

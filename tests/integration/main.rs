@@ -1,5 +1,7 @@
 //! Integration tests: each file is a module.
 
+mod drill_ktap;
+mod drill_secondary_mmu;
 mod lab;
 mod lab_drills;
 mod lab_kmod;

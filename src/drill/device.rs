@@ -1,0 +1,76 @@
+//! The simulated device (a `/dev/mmuvisor` context) as exclusive drills use
+//! it. The notifier client implements [`ExclusiveDevice`]; drills never read
+//! an exclusive page through the host mapping, only through the device.
+
+/// What QUERY says about one page for this context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    Never,
+    Held,
+    Revoked,
+    Released,
+}
+
+/// One invalidation the device's MMU notifier received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifierEvent {
+    pub time_ns: u64,
+    pub start: u64,
+    pub end: u64,
+    /// enum mmu_notifier_event (MMUVISOR_EV_*).
+    pub event: u32,
+    /// The invalidation came from this context's own make-exclusive.
+    pub owner_is_self: bool,
+    /// Device mappings this invalidation revoked.
+    pub revoked: u32,
+}
+
+impl NotifierEvent {
+    pub fn touches(&self, start: u64, end: u64) -> bool {
+        self.start < end && self.end > start
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// EOPNOTSUPP: no DEVICE_PRIVATE, or memory that cannot be exclusive.
+    #[error(
+        "make-exclusive is not supported here (EOPNOTSUPP): kernel without CONFIG_DEVICE_PRIVATE?"
+    )]
+    Unsupported,
+    /// ENOLINK: the device held the page and lost it to an invalidation.
+    #[error("the device's access was revoked (ENOLINK)")]
+    Revoked,
+    #[error("{0}")]
+    Io(String),
+}
+
+/// One device context attached to the VMM's guest RAM.
+pub trait ExclusiveDevice {
+    /// make_device_exclusive() on the page at `hva`. Ok(false): the device
+    /// already held the page (nothing was converted).
+    fn make_exclusive(&mut self, hva: u64) -> Result<bool, DeviceError>;
+    /// Reads the u64 at `hva` through the device's own mapping.
+    fn read(&mut self, hva: u64) -> Result<u64, DeviceError>;
+    /// Adds `delta` to the u64 at `hva` through the device's mapping; returns the old value.
+    fn add(&mut self, hva: u64, delta: u64) -> Result<u64, DeviceError>;
+    /// QUERY for the page at `hva`.
+    fn query(&mut self, hva: u64) -> Result<Held, DeviceError>;
+    /// RELEASE the page at `hva` (no-op if not held).
+    fn release(&mut self, hva: u64) -> Result<(), DeviceError>;
+    /// Invalidations received since the last call.
+    fn take_events(&mut self) -> Result<Vec<NotifierEvent>, DeviceError>;
+}
+
+/// Where the helper module's device node lives.
+pub const DEVICE_NODE: &str = "/dev/mmuvisor";
+
+/// Why exclusive drills cannot run here, if they cannot.
+pub fn unavailable() -> Option<String> {
+    if !std::path::Path::new(DEVICE_NODE).exists() {
+        return Some(format!(
+            "no {DEVICE_NODE}: the mmuvisor helper module is not loaded"
+        ));
+    }
+    None
+}

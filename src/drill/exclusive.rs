@@ -1,0 +1,197 @@
+//! Steps shared by the exclusive-* drills. The page under test is read only
+//! through the device's mapping, pagemap and the guest's reports: a host
+//! access would itself revoke the device and hide what the guest did.
+
+use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
+use crate::drill::guest::{Op, PAGE_SIZE};
+use crate::drill::session::{DrillError, DrillResult, Session};
+use crate::drill::timeline::Lane;
+use crate::drill::verdict::{judge_exclusive, ExclusiveObs, Window};
+use crate::secondary_mmu::now_ns;
+
+/// Initial counter value of the page under test.
+pub const INITIAL: u64 = 100;
+
+pub fn dev_err(what: &str) -> impl FnOnce(DeviceError) -> DrillError + '_ {
+    move |e| match e {
+        DeviceError::Unsupported => DrillError::Skip(format!(
+            "{what}: kernel without DEVICE_PRIVATE (MAKE_EXCLUSIVE gives EOPNOTSUPP)"
+        )),
+        e => DrillError::Host(format!("{what}: {e}")),
+    }
+}
+
+/// Fills `n` pages (seed = page index) and sets the counter of the middle
+/// one, which the guest then has mapped writable. Returns the page.
+pub fn setup(s: &mut Session, n: u64) -> DrillResult<u64> {
+    let target = n / 2;
+    s.step(0, Op::FillRange(n as u32), 0)?;
+    s.step(0, Op::Write(INITIAL as u32), target)?;
+    for vcpu in 0..s.nr_vcpus() {
+        s.step(vcpu, Op::Read, target)?;
+    }
+    Ok(target)
+}
+
+/// make-exclusive on `page`; records the conversion into `o`.
+pub fn convert(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    page: u64,
+    o: &mut ExclusiveObs,
+) -> DrillResult<Window> {
+    let hva = s.hva(page)?;
+    o.hva = hva;
+    let (r, win) = s.host("make-exclusive", |_| dev.make_exclusive(hva));
+    if let Err(DeviceError::Io(e)) = &r {
+        // Say what KVM did during the failed call: a kernel that skips the
+        // notifier also breaks drivers' retry loops.
+        let ev = s.kvm_events()?;
+        let seen = ev
+            .iter()
+            .any(|x| x.within(win.start_ns, win.end_ns) && x.unmap_covers(hva, hva + PAGE_SIZE));
+        return Err(DrillError::Host(format!(
+            "make-exclusive failed: {e}; KVM {} the page's host range during the call",
+            if seen {
+                "did invalidate"
+            } else {
+                "saw no invalidation of"
+            }
+        )));
+    }
+    if !r.map_err(dev_err("make-exclusive"))? {
+        return Err(DrillError::Host(
+            "make-exclusive converted nothing: the device already held the page".into(),
+        ));
+    }
+    o.conversion = win;
+    o.pagemap_present_after_conversion = s.pagemap(page)?.present();
+    let held = dev.query(hva).map_err(dev_err("query"))?;
+    if held != Held::Held {
+        return Err(DrillError::Host(format!(
+            "QUERY says {held:?} right after make-exclusive returned"
+        )));
+    }
+    let v = dev.read(hva).map_err(dev_err("device read"))?;
+    s.tl.instant(Lane::Device, now_ns(), format!("device reads {v:#x}"));
+    o.value_at_conversion = v;
+    o.initial_value = v;
+    // Its own conversion's invalidation is not a revocation.
+    dev.take_events().map_err(dev_err("events"))?;
+    Ok(win)
+}
+
+/// The device adds 1, `k` times, through its mapping; then checks it reads back.
+pub fn device_work(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    k: u64,
+    o: &mut ExclusiveObs,
+) -> DrillResult<()> {
+    let hva = o.hva;
+    let base = dev.read(hva).map_err(dev_err("device read"))?;
+    for _ in 0..k {
+        dev.add(hva, 1).map_err(dev_err("device add"))?;
+    }
+    o.device_increments += k;
+    let v = dev.read(hva).map_err(dev_err("device read"))?;
+    s.tl.instant(Lane::Device, now_ns(), format!("device +{k} -> {v:#x}"));
+    o.device_reads.push((base + k, v));
+    Ok(())
+}
+
+/// Whether the device still holds the page; if it does, what it reads now
+/// must be what it last saw (`expect`).
+pub fn still_held(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    o: &mut ExclusiveObs,
+    expect: u64,
+) -> DrillResult<bool> {
+    let held = dev.query(o.hva).map_err(dev_err("query"))? == Held::Held;
+    if held {
+        match dev.read(o.hva) {
+            Ok(v) => {
+                s.tl.instant(Lane::Device, now_ns(), format!("still held, reads {v:#x}"));
+                o.device_reads.push((expect, v));
+            }
+            Err(DeviceError::Revoked) => return Ok(false),
+            Err(e) => return Err(dev_err("device read")(e)),
+        }
+    }
+    Ok(held)
+}
+
+/// The guest's first access after the conversion: `k` plain increments on
+/// vCPU `vcpu`. Records whether that revoked the device.
+pub fn guest_touch(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    page: u64,
+    vcpu: usize,
+    k: u64,
+    o: &mut ExclusiveObs,
+) -> DrillResult<u64> {
+    let expect = o
+        .device_reads
+        .last()
+        .map(|r| r.0)
+        .unwrap_or(o.value_at_conversion);
+    let last = s.step(vcpu, Op::IncLoop(k as u32), page)?;
+    o.guest_increments += k;
+    let held = still_held(s, dev, o, expect)?;
+    if held {
+        o.guest_writes_while_exclusive += k;
+    }
+    o.revoked_after_guest_touch = !held;
+    note_revocations(s, dev, o)?;
+    o.pagemap_present_after_touch = s.pagemap(page)?.present();
+    Ok(last)
+}
+
+/// Collects the device's notifier events: one that is not its own and
+/// covers the page counts as the revocation.
+pub fn note_revocations(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    o: &mut ExclusiveObs,
+) -> DrillResult<()> {
+    for e in dev.take_events().map_err(dev_err("events"))? {
+        s.tl.instant(
+            Lane::Device,
+            e.time_ns,
+            format!(
+                "notifier ev{} {:#x}-{:#x}{}",
+                e.event,
+                e.start,
+                e.end,
+                if e.owner_is_self { " (self)" } else { "" }
+            ),
+        );
+        if !e.owner_is_self && e.touches(o.hva, o.hva + PAGE_SIZE) {
+            o.notifier_event_seen = true;
+        }
+    }
+    Ok(())
+}
+
+/// Final value through the guest, neighbour check, and the five rules.
+pub fn conclude(s: &mut Session, page: u64, n: u64, mut o: ExclusiveObs) -> DrillResult<()> {
+    o.final_value = s.step(0, Op::Read, page)?;
+    o.neighbour_mismatches = s.step(0, Op::CheckRange(page as u32), 0)?
+        + s.step(0, Op::CheckRange((n - page - 1) as u32), page + 1)?;
+    let ev = s.kvm_events()?;
+    judge_exclusive(&mut s.v, &o, &ev);
+    s.v.figure("guest_increments", o.guest_increments as f64);
+    s.v.figure("device_increments", o.device_increments as f64);
+    s.v.figure(
+        "conversion_us",
+        (o.conversion.end_ns - o.conversion.start_ns) as f64 / 1e3,
+    );
+    Ok(())
+}
+
+/// Pages the exclusive drills use.
+pub fn pages(s: &Session, want: u64) -> u64 {
+    want.clamp(3, s.max_pages())
+}

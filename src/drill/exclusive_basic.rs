@@ -1,0 +1,29 @@
+//! exclusive-basic: convert one page the guest has mapped writable; the
+//! device increments it; the guest's increments must revoke the device.
+
+use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, pages, setup};
+use crate::drill::runner::GuestSpec;
+use crate::drill::session::{DrillResult, TraceMode};
+use crate::drill::timeline::Timeline;
+use crate::drill::verdict::{ExclusiveObs, Verdict};
+use crate::drill::Ctx;
+
+pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
+    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
+    let mut dev = ctx.device(&s)?;
+    let n = pages(&s, ctx.cfg.pages);
+    let page = setup(&mut s, n)?;
+    let mut o = ExclusiveObs::default();
+    convert(&mut s, dev.as_mut(), page, &mut o)?;
+    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    guest_touch(
+        &mut s,
+        dev.as_mut(),
+        page,
+        0,
+        ctx.cfg.iterations.max(1),
+        &mut o,
+    )?;
+    conclude(&mut s, page, n, o)?;
+    s.finish()
+}

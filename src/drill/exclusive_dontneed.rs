@@ -1,0 +1,74 @@
+//! exclusive-dontneed: MADV_DONTNEED on a page the device holds. The device
+//! must be revoked, the page gone from pagemap, and the guest must read a
+//! zero page (never the old one through a stale KVM mapping).
+
+use crate::drill::device::Held;
+use crate::drill::exclusive::{convert, dev_err, device_work, note_revocations, pages, setup};
+use crate::drill::guest::{Op, PAGE_SIZE};
+use crate::drill::runner::GuestSpec;
+use crate::drill::session::{host_err, DrillResult, TraceMode};
+use crate::drill::timeline::Timeline;
+use crate::drill::verdict::{invalidated, ExclusiveObs, Verdict};
+use crate::drill::Ctx;
+
+pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
+    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
+    let mut dev = ctx.device(&s)?;
+    let n = pages(&s, ctx.cfg.pages);
+    let page = setup(&mut s, n)?;
+    let mut o = ExclusiveObs::default();
+    let conv = convert(&mut s, dev.as_mut(), page, &mut o)?;
+    let ev = s.kvm_events()?;
+    invalidated(
+        &mut s.v,
+        "make-exclusive",
+        &ev,
+        conv,
+        o.hva,
+        o.hva + PAGE_SIZE,
+    );
+    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    let (r, _) = s.host("MADV_DONTNEED", |s| s.madvise(page, 1, libc::MADV_DONTNEED));
+    r.map_err(host_err("madvise(MADV_DONTNEED)"))?;
+    let held = dev.query(o.hva).map_err(dev_err("query"))?;
+    note_revocations(&mut s, dev.as_mut(), &mut o)?;
+    s.v.check(
+        "device-revoked",
+        held == Held::Revoked,
+        format!("QUERY says {held:?} after MADV_DONTNEED dropped the page"),
+    );
+    s.v.check(
+        "device-notified",
+        o.notifier_event_seen,
+        "the device got no invalidation for the dropped page",
+    );
+    let pm = s.pagemap(page)?;
+    s.v.check(
+        "pagemap-dropped",
+        !pm.present() && !pm.swapped(),
+        format!("pagemap after MADV_DONTNEED: {}", pm.describe()),
+    );
+    let seen = s.step(0, Op::Read, page)?;
+    s.v.check(
+        "guest-sees-zero-page",
+        seen == 0,
+        format!("guest read {seen:#x} after MADV_DONTNEED (expected 0): KVM kept a mapping of the old page"),
+    );
+    let x = 0xd0d0_0000 | (ctx.cfg.seed as u32 & 0xffff);
+    s.step(0, Op::Write(x), page)?;
+    // The device no longer holds the page: a host read is harmless now.
+    let host = s.host_read(page, 0)?;
+    s.v.check(
+        "guest-write-reaches-host",
+        host == x as u64,
+        format!("guest wrote {x:#x}, host page holds {host:#x}"),
+    );
+    let bad = s.step(0, Op::CheckRange(page as u32), 0)?
+        + s.step(0, Op::CheckRange((n - page - 1) as u32), page + 1)?;
+    s.v.check(
+        "neighbours-intact",
+        bad == 0,
+        format!("{bad} words of neighbouring pages changed"),
+    );
+    s.finish()
+}

@@ -1,0 +1,48 @@
+//! exclusive-mprotect: mprotect(PROT_READ) on a page the device holds, then
+//! the guest reads it (it must see the device's value), the host makes it
+//! writable again and the guest's increments revoke the device.
+
+use crate::drill::exclusive::{conclude, convert, dev_err, device_work, guest_touch, pages, setup};
+use crate::drill::guest::Op;
+use crate::drill::runner::GuestSpec;
+use crate::drill::session::{host_err, DrillResult, TraceMode};
+use crate::drill::timeline::Timeline;
+use crate::drill::verdict::{ExclusiveObs, Verdict};
+use crate::drill::Ctx;
+
+pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
+    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
+    let mut dev = ctx.device(&s)?;
+    let n = pages(&s, ctx.cfg.pages);
+    let page = setup(&mut s, n)?;
+    let mut o = ExclusiveObs::default();
+    convert(&mut s, dev.as_mut(), page, &mut o)?;
+    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    let (r, _) = s.host("mprotect(PROT_READ)", |s| {
+        s.mprotect(page, 1, libc::PROT_READ)
+    });
+    r.map_err(host_err("mprotect"))?;
+    let held = dev.query(o.hva).map_err(dev_err("query"))?;
+    s.v.note(format!("after mprotect(PROT_READ) QUERY says {held:?}"));
+    let want = o.initial_value + o.device_increments;
+    let seen = s.step(0, Op::Read, page)?;
+    s.v.check(
+        "guest-reads-device-value",
+        seen == want,
+        format!("guest read {seen:#x} from the read-only page, the device left {want:#x}"),
+    );
+    let (r, _) = s.host("mprotect(PROT_READ|PROT_WRITE)", |s| {
+        s.mprotect(page, 1, libc::PROT_READ | libc::PROT_WRITE)
+    });
+    r.map_err(host_err("mprotect"))?;
+    guest_touch(
+        &mut s,
+        dev.as_mut(),
+        page,
+        0,
+        ctx.cfg.iterations.max(1),
+        &mut o,
+    )?;
+    conclude(&mut s, page, n, o)?;
+    s.finish()
+}

@@ -1,0 +1,206 @@
+//! The `interp` payload as a drill sees it: commands, the driver trait that
+//! the VMM adapter implements, and host views of guest pages (pagemap).
+
+use std::os::unix::fs::FileExt;
+
+use crate::payloads::interp;
+use crate::secondary_mmu::GuestRegion;
+
+/// First data page (docs/design.md, "The interp payload").
+pub const DATA_START: u64 = crate::arch::x86_64::layout::PAYLOAD_DATA_START;
+pub const PAGE_SIZE: u64 = 4096;
+
+/// One interp operation (op code in bits 63..56 of the command word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Exit,
+    Read,
+    Write(u32),
+    AtomicAdd(u32),
+    IncLoop(u32),
+    AtomicIncLoop(u32),
+    Fill(u32),
+    Check(u32),
+    FillRange(u32),
+    CheckRange(u32),
+}
+
+impl Op {
+    /// The payload's op and the argument word.
+    pub fn code_arg(self) -> (interp::Op, u32) {
+        match self {
+            Op::Exit => (interp::Op::Exit, 0),
+            Op::Read => (interp::Op::Read, 0),
+            Op::Write(a) => (interp::Op::Write, a),
+            Op::AtomicAdd(a) => (interp::Op::AtomicAdd, a),
+            Op::IncLoop(a) => (interp::Op::IncLoop, a),
+            Op::AtomicIncLoop(a) => (interp::Op::AtomicIncLoop, a),
+            Op::Fill(a) => (interp::Op::Fill, a),
+            Op::Check(a) => (interp::Op::Check, a),
+            Op::FillRange(a) => (interp::Op::FillRange, a),
+            Op::CheckRange(a) => (interp::Op::CheckRange, a),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Exit => "EXIT",
+            Op::Read => "READ",
+            Op::Write(_) => "WRITE",
+            Op::AtomicAdd(_) => "ATOMIC_ADD",
+            Op::IncLoop(_) => "INC_LOOP",
+            Op::AtomicIncLoop(_) => "ATOMIC_INC_LOOP",
+            Op::Fill(_) => "FILL",
+            Op::Check(_) => "CHECK",
+            Op::FillRange(_) => "FILL_RANGE",
+            Op::CheckRange(_) => "CHECK_RANGE",
+        }
+    }
+    /// Whether the op stores to guest memory.
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Op::Write(_)
+                | Op::AtomicAdd(_)
+                | Op::IncLoop(_)
+                | Op::AtomicIncLoop(_)
+                | Op::Fill(_)
+                | Op::FillRange(_)
+        )
+    }
+}
+
+/// A command for one vCPU: `op` on data page `page`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cmd {
+    pub op: Op,
+    pub page: u64,
+}
+
+impl Cmd {
+    pub fn new(op: Op, page: u64) -> Self {
+        Cmd { op, page }
+    }
+    /// The command word (`payloads::interp::encode`).
+    pub fn encode(self) -> u64 {
+        let (op, arg) = self.op.code_arg();
+        interp::encode(op, self.page.min(interp::MAX_PAGE as u64) as u32, arg)
+    }
+}
+
+/// The words FILL writes: `(seed << 32) ^ word_index`.
+pub fn fill_word(seed: u32, index: u64) -> u64 {
+    ((seed as u64) << 32) ^ index
+}
+
+/// GPA of data page `page`.
+pub fn page_gpa(page: u64) -> u64 {
+    DATA_START + page * PAGE_SIZE
+}
+
+/// Why the guest could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error("vCPU {0} did not report within {1} ms")]
+    Timeout(usize, u64),
+    #[error("the guest stopped: {0}")]
+    Stopped(String),
+    #[error("VMM: {0}")]
+    Vmm(String),
+}
+
+/// A SYNC from a vCPU: it waits for its next command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    pub vcpu: usize,
+    pub stage: u64,
+    pub result: u64,
+    /// CLOCK_MONOTONIC ns when the VMM saw the ucall.
+    pub time_ns: u64,
+}
+
+/// A running `interp` guest. The VMM adapter implements it; tests use a
+/// simulated one.
+pub trait InterpGuest {
+    fn nr_vcpus(&self) -> usize;
+    /// Guest RAM size in bytes (one region at GPA 0).
+    fn mem_size(&self) -> u64;
+    /// Host mapping of guest memory (memslots).
+    fn regions(&self) -> Vec<GuestRegion>;
+    /// The KVM VM, for stats, dirty logs and memslots (None when simulated).
+    fn vm_fd(&self) -> Option<&kvm_ioctls::VmFd>;
+    /// Answers `vcpu`'s pending SYNC with the command word `cmd`.
+    fn reply(&mut self, vcpu: usize, cmd: u64) -> Result<(), GuestError>;
+    /// The next SYNC of any vCPU.
+    fn next_sync(&mut self, timeout_ms: u64) -> Result<SyncReport, GuestError>;
+    /// Tells every vCPU to exit and reaps the VM.
+    fn finish(&mut self) -> Result<(), GuestError>;
+
+    /// Turns KVM dirty logging of guest RAM on or off.
+    fn set_dirty_logging(&mut self, _on: bool) -> Result<(), GuestError> {
+        Err(GuestError::Vmm("this guest has no KVM dirty log".into()))
+    }
+    /// GPAs of pages KVM logged dirty since the last call.
+    fn dirty_gpas(&mut self) -> Result<Vec<u64>, GuestError> {
+        Err(GuestError::Vmm("this guest has no KVM dirty log".into()))
+    }
+    /// Deletes every RAM memslot and registers them again.
+    fn recreate_memslots(&mut self) -> Result<(), GuestError> {
+        Err(GuestError::Vmm("this guest has no KVM memslots".into()))
+    }
+
+    /// Host virtual address of `gpa`.
+    fn gpa_to_hva(&self, gpa: u64) -> Option<u64> {
+        self.regions()
+            .iter()
+            .find(|r| gpa >= r.gpa && gpa < r.gpa + r.len)
+            .map(|r| r.hva + (gpa - r.gpa))
+    }
+    /// State of the host PTE behind `gpa` (never touches the page).
+    fn pagemap(&self, gpa: u64) -> std::io::Result<PageState> {
+        let hva = self.gpa_to_hva(gpa).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "gpa outside RAM")
+        })?;
+        PageState::of_hva(hva)
+    }
+}
+
+/// One `/proc/self/pagemap` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PageState {
+    pub raw: u64,
+}
+
+impl PageState {
+    pub fn of_hva(hva: u64) -> std::io::Result<Self> {
+        let f = std::fs::File::open("/proc/self/pagemap")?;
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, (hva / PAGE_SIZE) * 8)?;
+        Ok(PageState {
+            raw: u64::from_ne_bytes(b),
+        })
+    }
+    pub fn present(self) -> bool {
+        self.raw & (1 << 63) != 0
+    }
+    pub fn swapped(self) -> bool {
+        self.raw & (1 << 62) != 0
+    }
+    /// PFN (0 unless root).
+    pub fn pfn(self) -> Option<u64> {
+        self.present().then_some(self.raw & ((1 << 55) - 1))
+    }
+    /// Swap type of a non-present swap entry (device-exclusive entries are
+    /// "swap" entries of a high type).
+    pub fn swap_type(self) -> Option<u64> {
+        self.swapped().then_some(self.raw & 0x1f)
+    }
+    pub fn describe(self) -> String {
+        if self.present() {
+            format!("present pfn {:#x}", self.raw & ((1 << 55) - 1))
+        } else if self.swapped() {
+            format!("swap entry type {}", self.raw & 0x1f)
+        } else {
+            "not present".to_string()
+        }
+    }
+}

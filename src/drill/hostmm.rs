@@ -1,0 +1,212 @@
+//! Host-side mm helpers for drills: a forked reader, smaps, KSM settings.
+
+use std::io;
+
+/// MADV_COLLAPSE (Linux 6.1).
+pub const MADV_COLLAPSE: i32 = 25;
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// A forked child of the VMM that, when asked, reads the u64 at an address
+/// through its own (COW-shared) mapping and reports it. The child only
+/// calls async-signal-safe functions.
+pub struct ForkedReader {
+    pid: libc::pid_t,
+    go: libc::c_int,
+    result: libc::c_int,
+}
+
+impl ForkedReader {
+    pub fn spawn(hva: u64) -> io::Result<Self> {
+        let mut go = [0; 2];
+        let mut res = [0; 2];
+        // SAFETY: arrays of two ints for pipe2.
+        cvt(unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) })?;
+        // SAFETY: as above.
+        if let Err(e) = cvt(unsafe { libc::pipe2(res.as_mut_ptr(), libc::O_CLOEXEC) }) {
+            // SAFETY: closing our own fds.
+            unsafe { libc::close(go[0]) };
+            // SAFETY: as above.
+            unsafe { libc::close(go[1]) };
+            return Err(e);
+        }
+        // SAFETY: the child below only uses read/write/_exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let mut b = [0u8; 1];
+            // SAFETY: child: blocking read of one byte from our pipe.
+            let n = unsafe { libc::read(go[0], b.as_mut_ptr() as *mut libc::c_void, 1) };
+            if n == 1 {
+                // SAFETY: hva is mapped in the child (inherited, MADV_DOFORK).
+                let v = unsafe { std::ptr::read_volatile(hva as *const u64) }.to_ne_bytes();
+                // SAFETY: writing 8 bytes from a stack buffer.
+                unsafe { libc::write(res[1], v.as_ptr() as *const libc::c_void, 8) };
+                // SAFETY: wait for the parent's second byte (exit).
+                unsafe { libc::read(go[0], b.as_mut_ptr() as *mut libc::c_void, 1) };
+            }
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        // SAFETY: closing the child's ends in the parent.
+        unsafe {
+            libc::close(go[0]);
+            libc::close(res[1]);
+        }
+        if pid < 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: our own fds.
+            unsafe {
+                libc::close(go[1]);
+                libc::close(res[0]);
+            }
+            return Err(e);
+        }
+        Ok(ForkedReader {
+            pid,
+            go: go[1],
+            result: res[0],
+        })
+    }
+
+    /// Asks the child for the value it sees now.
+    pub fn read(&mut self) -> io::Result<u64> {
+        let b = [1u8];
+        // SAFETY: one byte from a stack buffer to our pipe.
+        cvt(unsafe { libc::write(self.go, b.as_ptr() as *const libc::c_void, 1) } as libc::c_int)?;
+        let mut v = [0u8; 8];
+        // SAFETY: reading into a stack buffer of 8 bytes.
+        let n = unsafe { libc::read(self.result, v.as_mut_ptr() as *mut libc::c_void, 8) };
+        if n != 8 {
+            return Err(io::Error::other("the forked child did not report"));
+        }
+        Ok(u64::from_ne_bytes(v))
+    }
+}
+
+impl Drop for ForkedReader {
+    fn drop(&mut self) {
+        let b = [2u8];
+        // SAFETY: our fds and our child; best effort.
+        unsafe {
+            libc::write(self.go, b.as_ptr() as *const libc::c_void, 1);
+            libc::close(self.go);
+            libc::close(self.result);
+            let mut st = 0;
+            if libc::waitpid(self.pid, &mut st, libc::WNOHANG) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                if libc::waitpid(self.pid, &mut st, libc::WNOHANG) == 0 {
+                    libc::kill(self.pid, libc::SIGKILL);
+                    libc::waitpid(self.pid, &mut st, 0);
+                }
+            }
+        }
+    }
+}
+
+/// AnonHugePages (kB) of the VMA that contains `hva`.
+pub fn anon_huge_kb(hva: u64) -> Option<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                    inside = hva >= a && hva < b;
+                    continue;
+                }
+            }
+        }
+        if inside {
+            if let Some(v) = line.strip_prefix("AnonHugePages:") {
+                return v.trim().trim_end_matches("kB").trim().parse().ok();
+            }
+        }
+    }
+    None
+}
+
+/// Whether THP may be used (`enabled` is not `[never]`).
+pub fn thp_available() -> Result<(), String> {
+    match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled") {
+        Ok(s) if s.contains("[never]") => {
+            Err("transparent hugepages are disabled ([never])".into())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("no transparent hugepage support: {e}")),
+    }
+}
+
+const KSM: &str = "/sys/kernel/mm/ksm";
+
+/// Turns ksmd on (fast scanning) and restores the old settings on drop.
+pub struct KsmGuard {
+    saved: Vec<(String, String)>,
+}
+
+impl KsmGuard {
+    pub fn start() -> Result<Self, String> {
+        let mut g = KsmGuard { saved: Vec::new() };
+        for (k, v) in [
+            ("sleep_millisecs", "10"),
+            ("pages_to_scan", "4000"),
+            ("run", "1"),
+        ] {
+            let p = format!("{KSM}/{k}");
+            let old = std::fs::read_to_string(&p).map_err(|e| format!("no KSM ({p}: {e})"))?;
+            std::fs::write(&p, v).map_err(|e| format!("cannot set {p}: {e}"))?;
+            g.saved.push((p, old.trim().to_string()));
+        }
+        Ok(g)
+    }
+}
+
+impl Drop for KsmGuard {
+    fn drop(&mut self) {
+        for (p, v) in self.saved.iter().rev() {
+            let _ = std::fs::write(p, v);
+        }
+    }
+}
+
+/// Online NUMA nodes.
+pub fn numa_nodes() -> Vec<i32> {
+    let s = std::fs::read_to_string("/sys/devices/system/node/online").unwrap_or_default();
+    let mut v = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<i32>(), b.parse::<i32>()) {
+            v.extend(a..=b);
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forked_reader_sees_its_cow_copy() {
+        let mut v = Box::new(5u64);
+        let hva = &mut *v as *mut u64 as u64;
+        let mut child = ForkedReader::spawn(hva).expect("fork");
+        // SAFETY: our own box.
+        unsafe { std::ptr::write_volatile(hva as *mut u64, 6) };
+        assert_eq!(child.read().expect("child"), 5);
+        assert_eq!(*v, 6);
+    }
+
+    #[test]
+    fn parses_node_list() {
+        assert!(
+            !numa_nodes().is_empty()
+                || !std::path::Path::new("/sys/devices/system/node/online").exists()
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Runs drills: prerequisites, guest start, verdicts, timelines.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::drill::device;
+use crate::drill::guest::InterpGuest;
+use crate::drill::ktap::Report;
+use crate::drill::session::{DrillConfig, DrillError, DrillResult, Session, TraceMode};
+use crate::drill::sim::SimGuest;
+use crate::drill::verdict::Outcome;
+use crate::drill::{vm, Backend, Ctx, Drill, Needs, DRILLS};
+use crate::secondary_mmu;
+
+/// What a drill's guest looks like.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestSpec {
+    pub vcpus: usize,
+    pub mem_bytes: u64,
+    /// Let THP back guest RAM (MADV_HUGEPAGE) instead of forbidding it.
+    pub thp: bool,
+}
+
+impl GuestSpec {
+    pub fn of(cfg: &DrillConfig) -> Self {
+        GuestSpec {
+            vcpus: cfg.vcpus.max(1),
+            mem_bytes: 16 << 20,
+            thp: false,
+        }
+    }
+}
+
+impl Ctx {
+    /// Starts the drill's guest and its trace.
+    pub fn start(&self, spec: GuestSpec, mode: TraceMode) -> DrillResult<Session> {
+        let (guest, mode): (Box<dyn InterpGuest>, TraceMode) = match self.backend {
+            Backend::Kvm => (vm::start_interp(&spec)?, mode),
+            Backend::Sim { stale_mmu } => (
+                Box::new(SimGuest::new(spec.vcpus, spec.mem_bytes, stale_mmu)?),
+                TraceMode::Off,
+            ),
+        };
+        Session::new(guest, mode, &self.cfg)
+    }
+
+    /// Opens a device context attached to the guest's RAM.
+    pub fn device(&self, s: &Session) -> DrillResult<Box<dyn device::ExclusiveDevice>> {
+        if let Some(why) = device::unavailable() {
+            return Err(DrillError::Skip(why));
+        }
+        vm::open_device(s)
+    }
+}
+
+/// Why `needs` cannot be met here.
+pub fn missing(needs: Needs) -> Option<String> {
+    if needs.kvm {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+        {
+            return Some(format!("no usable /dev/kvm: {e}"));
+        }
+    }
+    if needs.tracefs {
+        if let Err(e) = secondary_mmu::tracefs_root() {
+            return Some(e.to_string());
+        }
+        if !secondary_mmu::has_event(secondary_mmu::UNMAP_EVENT) {
+            return Some("tracefs has no kvm:kvm_unmap_hva_range event".into());
+        }
+    }
+    if needs.module {
+        if let Some(why) = device::unavailable() {
+            return Some(why);
+        }
+    }
+    None
+}
+
+/// Resolves names (`all` or none = every visible drill).
+pub fn select(names: &[String]) -> Result<Vec<&'static Drill>, String> {
+    if names.is_empty() || names.iter().any(|n| n == "all") {
+        return Ok(DRILLS.iter().filter(|d| !d.hidden).collect());
+    }
+    names
+        .iter()
+        .map(|n| crate::drill::find(n).ok_or_else(|| format!("unknown drill '{n}' (see --list)")))
+        .collect()
+}
+
+/// Runs one drill to a report; writes its timeline into `timeline_dir`.
+pub fn run_one(d: &Drill, cfg: &DrillConfig, timeline_dir: Option<&Path>) -> Report {
+    let t0 = Instant::now();
+    let outcome = match missing(d.needs) {
+        Some(why) => Outcome::Skip(why),
+        None => {
+            let ctx = Ctx {
+                cfg: cfg.clone(),
+                backend: d.backend,
+            };
+            match (d.run)(&ctx) {
+                Ok((v, tl)) => {
+                    if let Some(dir) = timeline_dir {
+                        let path = dir.join(format!("{}.svg", d.name));
+                        if let Err(e) =
+                            std::fs::write(&path, tl.to_svg(&format!("{} ({})", d.name, d.about)))
+                        {
+                            log::warn!("timeline {}: {e}", path.display());
+                        }
+                    }
+                    Outcome::Judged(v)
+                }
+                Err(DrillError::Skip(why)) => Outcome::Skip(why),
+                Err(e) => Outcome::Error(e.to_string()),
+            }
+        }
+    };
+    Report {
+        name: d.name.to_string(),
+        outcome,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}

@@ -1,0 +1,313 @@
+//! Verdicts: named checks judged from what the guest, the host page tables
+//! and KVM observed; and the exclusive-page rules as pure functions, so a
+//! broken kernel's observations can be fed in and must fail.
+
+use crate::secondary_mmu::KvmEvent;
+
+/// One judged rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    /// For a failure: what was violated, in words.
+    pub detail: String,
+}
+
+/// The result of one drill.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Judged(Verdict),
+    Skip(String),
+    /// The drill could not run to the end (VMM or kernel interface error).
+    Error(String),
+}
+
+/// Checks and measured figures of a drill that ran.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdict {
+    pub checks: Vec<Check>,
+    /// Measured figures for `--format json` (name, value).
+    pub figures: Vec<(String, f64)>,
+    /// Notes shown as diagnostics even on success.
+    pub notes: Vec<String>,
+}
+
+impl Verdict {
+    pub fn check(&mut self, name: &str, passed: bool, detail: impl Into<String>) -> bool {
+        self.checks.push(Check {
+            name: name.to_string(),
+            passed,
+            detail: if passed { String::new() } else { detail.into() },
+        });
+        passed
+    }
+    pub fn figure(&mut self, name: &str, v: f64) {
+        self.figures.push((name.to_string(), v));
+    }
+    pub fn note(&mut self, s: impl Into<String>) {
+        self.notes.push(s.into());
+    }
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.passed)
+    }
+}
+
+/// A host action's time window (CLOCK_MONOTONIC ns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Window {
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// Rule: KVM invalidated `[start, end)` during `win`.
+pub fn invalidated(
+    v: &mut Verdict,
+    what: &str,
+    events: &[KvmEvent],
+    win: Window,
+    start: u64,
+    end: u64,
+) -> bool {
+    let covering = events
+        .iter()
+        .filter(|e| e.within(win.start_ns, win.end_ns) && e.unmap_covers(start, end))
+        .count();
+    let partial = events
+        .iter()
+        .filter(|e| e.within(win.start_ns, win.end_ns) && e.unmap_touches(start, end))
+        .count();
+    let detail = if partial > 0 {
+        format!("{what}: KVM's unmap events only partly covered host range {start:#x}-{end:#x}")
+    } else {
+        format!("{what}: KVM saw no invalidation of host range {start:#x}-{end:#x} (no kvm_unmap_hva_range)")
+    };
+    v.check("kvm-invalidated", covering > 0, detail)
+}
+
+/// What an exclusive drill observed about one page; fed to [`judge_exclusive`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExclusiveObs {
+    /// Prefix for diagnostics when a drill judges several pages ("page 7: ").
+    pub label: String,
+    /// Host range of the page.
+    pub hva: u64,
+    /// make-exclusive call window.
+    pub conversion: Window,
+    /// pagemap right after make-exclusive returned: must not be present.
+    pub pagemap_present_after_conversion: bool,
+    /// Value the device read right after conversion.
+    pub value_at_conversion: u64,
+    /// Increments the device made through its mapping while exclusive.
+    pub device_increments: u64,
+    /// Device reads while QUERY said exclusive: (expected, read).
+    pub device_reads: Vec<(u64, u64)>,
+    /// Guest stores that completed while QUERY still said exclusive afterwards.
+    pub guest_writes_while_exclusive: u64,
+    /// After the guest's first access: QUERY said revoked.
+    pub revoked_after_guest_touch: bool,
+    /// A notifier invalidation (not our own) for the page reached the device.
+    pub notifier_event_seen: bool,
+    /// pagemap after the guest's first access: present again.
+    pub pagemap_present_after_touch: bool,
+    /// Guest increments in total, and the final value the guest read.
+    pub guest_increments: u64,
+    pub initial_value: u64,
+    pub final_value: u64,
+    /// Mismatching words in the neighbour pages (guest CHECK_RANGE).
+    pub neighbour_mismatches: u64,
+}
+
+/// The five exclusive rules (see docs/design.md and the drill sources).
+pub fn judge_exclusive(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
+    let (start, end) = (o.hva, o.hva + 4096);
+    let conv_unmap = events.iter().any(|e| {
+        e.within(o.conversion.start_ns, o.conversion.end_ns) && e.unmap_covers(start, end)
+    });
+    let kvm_words = if conv_unmap {
+        "KVM did invalidate at conversion"
+    } else {
+        "KVM saw no invalidation"
+    };
+    // (1) no guest write lands while the device holds the page.
+    let changed: Vec<_> = o
+        .device_reads
+        .iter()
+        .filter(|(want, got)| want != got)
+        .collect();
+    let mut detail = Vec::new();
+    if o.guest_writes_while_exclusive > 0 {
+        detail.push(format!(
+            "guest wrote {} times while the device held the page; {kvm_words}",
+            o.guest_writes_while_exclusive
+        ));
+    }
+    if let Some((want, got)) = changed.first() {
+        detail.push(format!(
+            "device read {got:#x} where it wrote/saw {want:#x} while QUERY said exclusive ({} such reads)",
+            changed.len()
+        ));
+    }
+    if o.pagemap_present_after_conversion {
+        detail.push("pagemap shows the page present right after make-exclusive".to_string());
+    }
+    let l = &o.label;
+    v.check(
+        "no-guest-write-while-exclusive",
+        detail.is_empty(),
+        format!("{l}{}", detail.join("; ")),
+    );
+    // (2) KVM invalidated the page's host range during the conversion.
+    invalidated(
+        v,
+        &format!("{l}make-exclusive"),
+        events,
+        o.conversion,
+        start,
+        end,
+    );
+    // (3) the guest's first access revokes the device.
+    let mut r = Vec::new();
+    if !o.revoked_after_guest_touch {
+        r.push("QUERY still says exclusive after the guest accessed the page");
+    }
+    if !o.notifier_event_seen {
+        r.push("the device got no invalidation for the page");
+    }
+    if !o.pagemap_present_after_touch {
+        r.push("pagemap not present after the guest's access");
+    }
+    v.check(
+        "guest-access-revokes",
+        r.is_empty(),
+        format!("{l}{} ({kvm_words})", r.join("; ")),
+    );
+    // (4) nothing lost.
+    let want = o.initial_value + o.device_increments + o.guest_increments;
+    v.check(
+        "nothing-lost",
+        o.final_value == want,
+        format!(
+            "{l}final value {} != {} initial + {} device + {} guest increments = {want}",
+            o.final_value, o.initial_value, o.device_increments, o.guest_increments
+        ),
+    );
+    // (5) neighbours intact.
+    v.check(
+        "neighbours-intact",
+        o.neighbour_mismatches == 0,
+        format!(
+            "{l}{} words of neighbouring pages changed",
+            o.neighbour_mismatches
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secondary_mmu::KvmEventKind;
+
+    fn unmap(t: u64, s: u64, e: u64) -> KvmEvent {
+        KvmEvent {
+            time_ns: t,
+            tid: 1,
+            cpu: 0,
+            kind: KvmEventKind::UnmapHvaRange { start: s, end: e },
+        }
+    }
+
+    fn good() -> (ExclusiveObs, Vec<KvmEvent>) {
+        let o = ExclusiveObs {
+            hva: 0x7f00_0020_0000,
+            conversion: Window {
+                start_ns: 10_000,
+                end_ns: 20_000,
+            },
+            value_at_conversion: 100,
+            device_increments: 5,
+            device_reads: vec![(100, 100), (105, 105)],
+            revoked_after_guest_touch: true,
+            notifier_event_seen: true,
+            pagemap_present_after_touch: true,
+            guest_increments: 3,
+            initial_value: 100,
+            final_value: 108,
+            ..Default::default()
+        };
+        (o, vec![unmap(15_000, 0x7f00_0020_0000, 0x7f00_0020_1000)])
+    }
+
+    #[test]
+    fn stock_kernel_passes() {
+        let (o, ev) = good();
+        let mut v = Verdict::default();
+        judge_exclusive(&mut v, &o, &ev);
+        assert!(v.passed(), "{:?}", v.checks);
+    }
+
+    /// What lab.md saw on the kernel without the notifier in
+    /// make_device_exclusive(): no unmap at conversion, the guest's writes
+    /// went through KVM's stale mapping, the device still held the page.
+    #[test]
+    fn broken_kernel_fails_with_diagnostic() {
+        let (mut o, _) = good();
+        o.guest_writes_while_exclusive = 3;
+        o.device_reads = vec![(100, 100), (105, 108)];
+        o.revoked_after_guest_touch = false;
+        o.notifier_event_seen = false;
+        o.pagemap_present_after_touch = false;
+        let mut v = Verdict::default();
+        judge_exclusive(&mut v, &o, &[]);
+        assert!(!v.passed());
+        let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            failed,
+            [
+                "no-guest-write-while-exclusive",
+                "kvm-invalidated",
+                "guest-access-revokes"
+            ]
+        );
+        let d = &v
+            .failures()
+            .next()
+            .map(|c| c.detail.clone())
+            .unwrap_or_default();
+        assert!(
+            d.contains(
+                "guest wrote 3 times while the device held the page; KVM saw no invalidation"
+            ),
+            "{d}"
+        );
+    }
+
+    /// A KVM that logs the event but keeps its mapping must still fail.
+    #[test]
+    fn logged_but_ignored_invalidation_fails() {
+        let (mut o, ev) = good();
+        o.guest_writes_while_exclusive = 1;
+        o.revoked_after_guest_touch = false;
+        let mut v = Verdict::default();
+        judge_exclusive(&mut v, &o, &ev);
+        assert!(!v.passed());
+        assert!(v
+            .checks
+            .iter()
+            .any(|c| c.name == "kvm-invalidated" && c.passed));
+    }
+
+    #[test]
+    fn event_outside_window_does_not_count() {
+        let (o, _) = good();
+        let mut v = Verdict::default();
+        judge_exclusive(
+            &mut v,
+            &o,
+            &[unmap(30_000, 0x7f00_0020_0000, 0x7f00_0020_1000)],
+        );
+        assert!(v.failures().any(|c| c.name == "kvm-invalidated"));
+    }
+}

@@ -1,0 +1,218 @@
+//! `mmuvisor drill` end to end: KTAP shape, exit codes, a drill that must
+//! fail (simulated secondary MMU that ignores invalidations), and the
+//! no-module drills on this host's /dev/kvm.
+
+use std::process::Command;
+
+fn mmuvisor(args: &[&str]) -> (i32, String, String) {
+    mmuvisor_env(args, None)
+}
+
+/// With `interp`: run the drills on that payload ELF (MMUVISOR_INTERP_ELF).
+fn mmuvisor_env(args: &[&str], interp: Option<&std::path::Path>) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mmuvisor"));
+    cmd.args(args);
+    if let Some(p) = interp {
+        cmd.env("MMUVISOR_INTERP_ELF", p);
+    }
+    let out = cmd.output().expect("run mmuvisor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Builds asm/drill_interp.S (a static ELF at 1 MiB) into a temp dir.
+fn build_reference_interp() -> Result<std::path::PathBuf, String> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/integration/asm/drill_interp.S");
+    let out =
+        std::env::temp_dir().join(format!("mmuvisor-drill-interp-{}.elf", std::process::id()));
+    let st = Command::new("gcc")
+        .args([
+            "-nostdlib",
+            "-static",
+            "-no-pie",
+            "-Wl,-Ttext-segment=0x100000",
+            "-Wl,-z,noseparate-code",
+            "-Wl,--build-id=none",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .map_err(|e| format!("gcc: {e}"))?;
+    if !st.status.success() {
+        return Err(String::from_utf8_lossy(&st.stderr).into_owned());
+    }
+    Ok(out)
+}
+
+/// Checks KTAP v1 shape; returns (number, ok, name, directive) per result.
+fn parse_ktap(s: &str) -> Vec<(usize, bool, String, String)> {
+    let mut lines = s.lines();
+    assert_eq!(lines.next(), Some("KTAP version 1"), "{s}");
+    let plan = lines.next().unwrap_or_default();
+    let n: usize = plan
+        .strip_prefix("1..")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad plan {plan:?}"));
+    let mut res = Vec::new();
+    for l in lines {
+        if l.starts_with("# ") {
+            continue;
+        }
+        let (ok, rest) = if let Some(r) = l.strip_prefix("not ok ") {
+            (false, r)
+        } else if let Some(r) = l.strip_prefix("ok ") {
+            (true, r)
+        } else {
+            panic!("not a KTAP line: {l:?}")
+        };
+        let (num, rest) = rest.split_once(' ').unwrap_or_else(|| panic!("{l:?}"));
+        let (name, dir) = rest.split_once(" # ").unwrap_or((rest, ""));
+        res.push((
+            num.parse().unwrap_or(0),
+            ok,
+            name.to_string(),
+            dir.to_string(),
+        ));
+    }
+    assert_eq!(res.len(), n, "plan says {n} results: {s}");
+    for (i, r) in res.iter().enumerate() {
+        assert_eq!(r.0, i + 1);
+    }
+    res
+}
+
+#[test]
+fn stale_secondary_mmu_drill_fails_with_diagnostics() {
+    let (rc, out, _) = mmuvisor(&["drill", "--format", "ktap", "selftest-stale-dontneed"]);
+    let r = parse_ktap(&out);
+    assert_eq!(rc, 1, "{out}");
+    assert!(!r[0].1, "{out}");
+    assert!(
+        out.contains("KVM kept a stale mapping of the dropped page"),
+        "{out}"
+    );
+    assert!(out.contains("KVM saw no invalidation"), "{out}");
+    assert!(
+        out.contains("the write went through a stale mapping"),
+        "{out}"
+    );
+    // Without a trace, even a correct simulated MMU is "not ok": the
+    // tracepoint is required, not sufficient.
+    let (rc, out, _) = mmuvisor(&["drill", "--format", "ktap", "selftest-sim-dontneed"]);
+    assert_eq!(rc, 1, "{out}");
+    assert!(
+        out.contains("# selftest-sim-dontneed: kvm-invalidated:") && !out.contains("stale mapping"),
+        "{out}"
+    );
+}
+
+#[test]
+fn json_and_timeline_outputs() {
+    let dir = std::env::temp_dir().join(format!("mmuvisor-drill-tl-{}", std::process::id()));
+    let (rc, out, _) = mmuvisor(&[
+        "drill",
+        "--format",
+        "json",
+        "--timeline",
+        dir.to_str().unwrap_or("/tmp/x"),
+        "selftest-stale-dontneed",
+    ]);
+    assert_eq!(rc, 1);
+    assert!(
+        out.starts_with("{\"drills\":[{\"name\":\"selftest-stale-dontneed\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"result\":\"fail\"") && out.contains("\"fail\":1"),
+        "{out}"
+    );
+    let svg =
+        std::fs::read_to_string(dir.join("selftest-stale-dontneed.svg")).expect("timeline svg");
+    assert!(svg.starts_with("<svg") && svg.contains("MADV_DONTNEED") && svg.contains("vCPU 0"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_input_is_one_line_exit_2() {
+    let (rc, _, err) = mmuvisor(&["drill", "no-such-drill"]);
+    assert_eq!(rc, 2);
+    assert!(
+        err.starts_with("mmuvisor: error: unknown drill 'no-such-drill'")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    let (rc, out, _) = mmuvisor(&["drill", "--list"]);
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains("exclusive-basic") && out.contains("dontneed") && !out.contains("selftest")
+    );
+}
+
+/// The drills that need no module, on this host's /dev/kvm.
+#[test]
+fn no_module_drills_on_host_kvm() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        eprintln!("SKIP: no usable /dev/kvm");
+        return;
+    }
+    if !mmuvisor::secondary_mmu::has_event(mmuvisor::secondary_mmu::UNMAP_EVENT) {
+        eprintln!("SKIP: no tracefs with kvm:kvm_unmap_hva_range");
+        return;
+    }
+    let names = [
+        "dontneed",
+        "mprotect",
+        "fork-cow",
+        "thp-collapse",
+        "ksm-merge",
+    ];
+    let mut args = vec!["drill", "--format", "ktap", "--vcpus", "2", "--pages", "6"];
+    args.extend(names);
+    let (mut rc, mut out, err) = mmuvisor(&args);
+    eprintln!("{out}{err}");
+    if parse_ktap(&out)
+        .iter()
+        .all(|(_, _, _, d)| d.contains("no interp payload"))
+    {
+        // No built-in payload yet: use the reference interp in asm/.
+        let elf = match build_reference_interp() {
+            Ok(p) => p,
+            Err(why) => {
+                eprintln!("SKIP: no interp payload and cannot build asm/drill_interp.S: {why}");
+                return;
+            }
+        };
+        eprintln!(
+            "note: running the drills on the reference interp {}",
+            elf.display()
+        );
+        let (c, o, e) = mmuvisor_env(&args, Some(&elf));
+        eprintln!("{o}{e}");
+        (rc, out) = (c, o);
+    }
+    let r = parse_ktap(&out);
+    assert_eq!(r.len(), names.len());
+    for (_, ok, name, dir) in &r {
+        assert!(*ok, "{name} failed:\n{out}");
+        // Environment skips (THP, KSM) are allowed; a missing VMM or payload is not.
+        assert!(
+            !dir.contains("no VMM") && !dir.contains("no interp"),
+            "{name}: {dir}"
+        );
+    }
+    assert!(rc == 0, "exit {rc}\n{out}");
+    assert!(
+        r.iter().any(|(_, _, n, d)| n == "dontneed" && d.is_empty()),
+        "dontneed must run and pass here:\n{out}"
+    );
+}
