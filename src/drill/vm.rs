@@ -34,7 +34,7 @@ pub fn start_interp(spec: &GuestSpec) -> DrillResult<Box<dyn InterpGuest>> {
         None => crate::payloads::builtin("interp")
             .ok_or_else(|| {
                 DrillError::Skip(
-                    "this build has no interp payload (guest branch not merged)".into(),
+                    "this build has no interp payload".into(),
                 )
             })?
             .to_vec(),
