@@ -32,11 +32,7 @@ pub fn start_interp(spec: &GuestSpec) -> DrillResult<Box<dyn InterpGuest>> {
             ))
         })?,
         None => crate::payloads::builtin("interp")
-            .ok_or_else(|| {
-                DrillError::Skip(
-                    "this build has no interp payload".into(),
-                )
-            })?
+            .ok_or_else(|| DrillError::Skip("this build has no interp payload".into()))?
             .to_vec(),
     };
     let mut cfg = VmConfig::payload(elf, spec.vcpus);

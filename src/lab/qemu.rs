@@ -106,10 +106,20 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
     // Two NUMA nodes (the second memory-only), so move_pages has somewhere
     // to move guest pages to.
     let node0 = vm.mem_mib / 2;
-    let cpus = if vm.cpus > 1 { format!("0-{}", vm.cpus - 1) } else { "0".into() };
+    let cpus = if vm.cpus > 1 {
+        format!("0-{}", vm.cpus - 1)
+    } else {
+        "0".into()
+    };
     cmd.args(["-m", &vm.mem_mib.to_string(), "-smp", &vm.cpus.to_string()])
-        .args(["-object", &format!("memory-backend-ram,id=m0,size={node0}M")])
-        .args(["-object", &format!("memory-backend-ram,id=m1,size={}M", vm.mem_mib - node0)])
+        .args([
+            "-object",
+            &format!("memory-backend-ram,id=m0,size={node0}M"),
+        ])
+        .args([
+            "-object",
+            &format!("memory-backend-ram,id=m1,size={}M", vm.mem_mib - node0),
+        ])
         .args(["-numa", &format!("node,nodeid=0,cpus={cpus},memdev=m0")])
         .args(["-numa", "node,nodeid=1,memdev=m1"])
         .args([
