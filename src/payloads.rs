@@ -6,6 +6,7 @@ macro_rules! payloads {
         const PAYLOADS: &[(&str, &[u8])] = &[
             $(($name, include_bytes!(concat!(env!("OUT_DIR"), "/payload-", $name, ".elf")))),*
         ];
+        const NAMES: &[&str] = &[$($name),*];
     };
 }
 
@@ -29,15 +30,7 @@ pub fn builtin(name: &str) -> Option<&'static [u8]> {
 
 /// Names of the built-in payloads.
 pub fn names() -> &'static [&'static str] {
-    &[
-        "hello",
-        "exit-code",
-        "smp",
-        "mem-pattern",
-        "interp",
-        "triple-fault",
-        "bad-port",
-    ]
+    NAMES
 }
 
 /// The `interp` payload's command words (docs/design.md).

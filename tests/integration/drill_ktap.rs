@@ -5,48 +5,15 @@
 use std::process::Command;
 
 fn mmuvisor(args: &[&str]) -> (i32, String, String) {
-    mmuvisor_env(args, None)
-}
-
-/// With `interp`: run the drills on that payload ELF (MMUVISOR_INTERP_ELF).
-fn mmuvisor_env(args: &[&str], interp: Option<&std::path::Path>) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mmuvisor"));
-    cmd.args(args);
-    if let Some(p) = interp {
-        cmd.env("MMUVISOR_INTERP_ELF", p);
-    }
-    let out = cmd.output().expect("run mmuvisor");
+    let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .args(args)
+        .output()
+        .expect("run mmuvisor");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// Builds asm/drill_interp.S (a static ELF at 1 MiB) into a temp dir.
-fn build_reference_interp() -> Result<std::path::PathBuf, String> {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/integration/asm/drill_interp.S");
-    let out =
-        std::env::temp_dir().join(format!("mmuvisor-drill-interp-{}.elf", std::process::id()));
-    let st = Command::new("gcc")
-        .args([
-            "-nostdlib",
-            "-static",
-            "-no-pie",
-            "-Wl,-Ttext-segment=0x100000",
-            "-Wl,-z,noseparate-code",
-            "-Wl,--build-id=none",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("gcc: {e}"))?;
-    if !st.status.success() {
-        return Err(String::from_utf8_lossy(&st.stderr).into_owned());
-    }
-    Ok(out)
 }
 
 /// Checks KTAP v1 shape; returns (number, ok, name, directive) per result.
@@ -178,28 +145,8 @@ fn no_module_drills_on_host_kvm() {
     ];
     let mut args = vec!["drill", "--format", "ktap", "--vcpus", "2", "--pages", "6"];
     args.extend(names);
-    let (mut rc, mut out, err) = mmuvisor(&args);
+    let (rc, out, err) = mmuvisor(&args);
     eprintln!("{out}{err}");
-    if parse_ktap(&out)
-        .iter()
-        .all(|(_, _, _, d)| d.contains("no interp payload"))
-    {
-        // No built-in payload yet: use the reference interp in asm/.
-        let elf = match build_reference_interp() {
-            Ok(p) => p,
-            Err(why) => {
-                eprintln!("SKIP: no interp payload and cannot build asm/drill_interp.S: {why}");
-                return;
-            }
-        };
-        eprintln!(
-            "note: running the drills on the reference interp {}",
-            elf.display()
-        );
-        let (c, o, e) = mmuvisor_env(&args, Some(&elf));
-        eprintln!("{o}{e}");
-        (rc, out) = (c, o);
-    }
     let r = parse_ktap(&out);
     assert_eq!(r.len(), names.len());
     for (_, ok, name, dir) in &r {

@@ -6,7 +6,8 @@ use crate::lab::{lab_enabled, lab_run};
 use std::path::PathBuf;
 
 /// The library's unit-test binary beside this integration test binary
-/// (target/<profile>/deps/mmuvisor-<hash>), the newest if several.
+/// (target/<profile>/deps/mmuvisor-<hash>; the binary's own unit tests use
+/// the same prefix): the newest one that lists the module's tests.
 fn lib_test_binary() -> PathBuf {
     let me = std::env::current_exe().expect("no test binary path");
     let deps = me.parent().expect("no deps folder");
@@ -19,6 +20,14 @@ fn lib_test_binary() -> PathBuf {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             name.starts_with("mmuvisor-") && !name.contains('.')
+        })
+        .filter(|p| {
+            std::process::Command::new(p)
+                .arg("--list")
+                .output()
+                .is_ok_and(|o| {
+                    String::from_utf8_lossy(&o.stdout).contains("notifier_client::tests::lab_")
+                })
         })
         .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
         .collect();
