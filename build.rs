@@ -24,6 +24,7 @@ fn main() {
     println!("cargo:rerun-if-changed=guest/Cargo.toml");
     println!("cargo:rerun-if-changed=guest/build.rs");
     println!("cargo:rerun-if-changed=guest/payload.ld");
+    println!("cargo:rerun-if-changed=guest/Cargo.lock");
     let target_dir = out.join("guest-target");
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--quiet", "--manifest-path"])
@@ -39,6 +40,11 @@ fn main() {
         "MFLAGS",
         "RUSTC_WORKSPACE_WRAPPER",
         "CARGO_PRIMARY_PACKAGE",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET_DIR",
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
     ] {
         cmd.env_remove(var);
     }

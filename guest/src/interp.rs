@@ -51,6 +51,7 @@ pub fn run(max_pages: u64) -> u64 {
         op = cmd >> 56;
         let page = (cmd >> 32) & 0xff_ffff;
         let arg = cmd & 0xffff_ffff;
+        guest_assert!(op <= CHECK_RANGE, "interp: unknown op {}", op);
         let span = if matches!(op, FILL_RANGE | CHECK_RANGE) { arg } else { 1 };
         guest_assert!(
             op == EXIT || page.checked_add(span).is_some_and(|end| end <= max_pages),

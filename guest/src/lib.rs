@@ -82,13 +82,29 @@ impl Write for Serial {
     }
 }
 
-/// println! on COM1.
+/// Serialises whole lines from several vCPUs.
+static SERIAL_LOCK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Writes one line on COM1 without interleaving with other vCPUs' lines.
+pub fn print_line(args: fmt::Arguments) {
+    use core::sync::atomic::Ordering;
+    while SERIAL_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    let _ = Serial.write_fmt(args);
+    let _ = Serial.write_str("\n");
+    SERIAL_LOCK.store(false, Ordering::Release);
+}
+
+/// println! on COM1, one whole line at a time.
 #[macro_export]
 macro_rules! println {
-    ($($t:tt)*) => {{
-        use core::fmt::Write;
-        let _ = writeln!($crate::Serial, $($t)*);
-    }};
+    ($($t:tt)*) => {
+        $crate::print_line(format_args!($($t)*))
+    };
 }
 
 /// A ucall: EAX = number, RDI/RSI/RDX = arguments, RAX = the host's reply.
