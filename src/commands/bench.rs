@@ -52,7 +52,7 @@ fn lab(kernel: &KernelArgs, command: Vec<String>) -> session::LabRun {
             patches: kernel.patches.clone(),
         },
         mem_mib: 2048,
-        cpus: 2,
+        cpus: crate::lab::qemu::default_cpus(),
         timeout: Duration::from_secs(900),
         command,
         no_kmod: true,

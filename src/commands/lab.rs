@@ -42,9 +42,9 @@ pub enum LabCmd {
         /// Lab memory (e.g. 2G, 1536M).
         #[arg(long, default_value = "2G")]
         mem: String,
-        /// Lab vCPUs.
-        #[arg(long, default_value_t = 2)]
-        cpus: u32,
+        /// Lab vCPUs [default: 1 under TCG, 2 with nested KVM].
+        #[arg(long)]
+        cpus: Option<u32>,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 1200)]
         timeout: u64,
@@ -91,7 +91,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 cache: kernel.cache.clone(),
                 kernel: kernel.spec(),
                 mem_mib: parse_mib(&mem)?,
-                cpus,
+                cpus: cpus.unwrap_or_else(crate::lab::qemu::default_cpus),
                 timeout: Duration::from_secs(timeout),
                 command,
                 no_kmod,
