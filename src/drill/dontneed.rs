@@ -48,18 +48,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     }
     let after = marker ^ 0xffff;
     s.step(0, Op::Write(after), target)?;
-    let host = s.host_read(target, 0)?;
-    s.v.check(
-        "guest-write-reaches-host",
-        host == after as u64,
-        format!("guest wrote {after:#x} but the host page holds {host:#x}: the write went through a stale mapping"),
-    );
-    let bad = s.step(0, Op::CheckRange(target as u32), 0)?
-        + s.step(0, Op::CheckRange((n - target - 1) as u32), target + 1)?;
-    s.v.check(
-        "neighbours-intact",
-        bad == 0,
-        format!("{bad} words of neighbouring pages changed"),
-    );
+    s.check_write_reaches_host(target, after, ": the write went through a stale mapping")?;
+    s.check_neighbours(target, n)?;
     s.finish()
 }

@@ -57,18 +57,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let x = 0xd0d0_0000 | (ctx.cfg.seed as u32 & 0xffff);
     s.step(0, Op::Write(x), page)?;
     // The device no longer holds the page: a host read is harmless now.
-    let host = s.host_read(page, 0)?;
-    s.v.check(
-        "guest-write-reaches-host",
-        host == x as u64,
-        format!("guest wrote {x:#x}, host page holds {host:#x}"),
-    );
-    let bad = s.step(0, Op::CheckRange(page as u32), 0)?
-        + s.step(0, Op::CheckRange((n - page - 1) as u32), page + 1)?;
-    s.v.check(
-        "neighbours-intact",
-        bad == 0,
-        format!("{bad} words of neighbouring pages changed"),
-    );
+    s.check_write_reaches_host(page, x, "")?;
+    s.check_neighbours(page, n)?;
     s.finish()
 }

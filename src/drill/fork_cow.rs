@@ -49,19 +49,8 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         c == before as u64,
         format!("the forked child sees {c:#x} (expected {before:#x}): the guest wrote through a stale mapping into the page shared with the child"),
     );
-    let host = s.host_read(target, 0)?;
-    s.v.check(
-        "guest-write-reaches-host",
-        host == after as u64,
-        format!("guest wrote {after:#x}, the parent's page holds {host:#x}: KVM did not follow the COW break"),
-    );
-    let bad = s.step(0, Op::CheckRange(target as u32), 0)?
-        + s.step(0, Op::CheckRange((n - target - 1) as u32), target + 1)?;
-    s.v.check(
-        "neighbours-intact",
-        bad == 0,
-        format!("{bad} words of neighbouring pages changed"),
-    );
+    s.check_write_reaches_host(target, after, ": KVM did not follow the COW break")?;
+    s.check_neighbours(target, n)?;
     drop(child);
     s.finish()
 }

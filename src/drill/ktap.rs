@@ -62,7 +62,10 @@ pub fn render(reports: &[Report]) -> String {
         }
     }
     let (p, f, k) = totals(reports);
-    let _ = writeln!(s, "# Totals: pass:{p} fail:{f} xfail:0 xpass:0 skip:{k} error:0");
+    let _ = writeln!(
+        s,
+        "# Totals: pass:{p} fail:{f} xfail:0 xpass:0 skip:{k} error:0"
+    );
     s
 }
 

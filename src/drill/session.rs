@@ -275,6 +275,37 @@ impl Session {
         Ok(())
     }
 
+    /// Verdict "guest-write-reaches-host": the guest's last write of
+    /// `written` to `page` is what the host page holds (drills without a
+    /// device only, as host_read). `why` says what a mismatch means.
+    pub fn check_write_reaches_host(
+        &mut self,
+        page: u64,
+        written: u32,
+        why: &str,
+    ) -> DrillResult<()> {
+        let host = self.host_read(page, 0)?;
+        self.v.check(
+            "guest-write-reaches-host",
+            host == written as u64,
+            format!("guest wrote {written:#x}, the host page holds {host:#x}{why}"),
+        );
+        Ok(())
+    }
+
+    /// Verdict "neighbours-intact": vCPU 0 checks every data page of the
+    /// first `n` except `page` against its fill pattern.
+    pub fn check_neighbours(&mut self, page: u64, n: u64) -> DrillResult<()> {
+        let bad = self.step(0, Op::CheckRange(page as u32), 0)?
+            + self.step(0, Op::CheckRange((n - page - 1) as u32), page + 1)?;
+        self.v.check(
+            "neighbours-intact",
+            bad == 0,
+            format!("{bad} words of neighbouring pages changed"),
+        );
+        Ok(())
+    }
+
     /// madvise on `count` data pages from `page`.
     pub fn madvise(&self, page: u64, count: u64, advice: i32) -> std::io::Result<()> {
         let hva = self
