@@ -18,6 +18,7 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
 use crate::arch::x86_64::layout::{DEBUG_EXIT_PORT, PAYLOAD_DATA_START, PAYLOAD_MAX_VCPUS};
 use crate::arch::x86_64::{cpuid, gdt, interrupts, msrs, paging, regs};
+use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN};
 use crate::devices::exit_port::ExitPort;
 use crate::devices::i8042::{I8042, I8042_BASE, I8042_LEN};
 use crate::devices::serial::{SerialDevice, SerialInput, SerialOut, COM1_BASE, COM1_GSI, COM1_LEN};
@@ -344,6 +345,8 @@ impl Vm {
             Arc::new(Mutex::new(I8042::default())),
         )
         .map_err(dev_err)?;
+        bus.insert(CMOS_BASE, CMOS_LEN, Arc::new(Mutex::new(Cmos::default())))
+            .map_err(dev_err)?;
         bus.insert(DEBUG_EXIT_PORT, 1, Arc::new(Mutex::new(ExitPort)))
             .map_err(dev_err)?;
         // The irqfd stays registered for the VM's lifetime; KVM holds its own reference.

@@ -1,6 +1,7 @@
-//! Port I/O devices: COM1 16550, i8042, debug-exit port, and ucall decoding.
+//! Port I/O devices: COM1 16550, i8042, CMOS RTC, debug-exit port, and ucall decoding.
 
 pub mod bus;
+pub mod cmos;
 pub mod exit_port;
 pub mod i8042;
 pub mod serial;
