@@ -172,3 +172,27 @@ fn interp_runs_host_commands() {
         other => panic!("out-of-range page must assert, got {other:?}"),
     }
 }
+
+#[test]
+fn interp_rejects_an_unknown_op_before_its_page() {
+    require_kvm!();
+    let mut vm = payload_vm("interp", 1, [4, 0, 0, 0]);
+    let mut running = vm.start().expect("start");
+    let ev = running.next_event(Duration::from_secs(30)).expect("event");
+    assert!(
+        matches!(ev.kind, GuestEventKind::Sync { .. }),
+        "{:?}",
+        ev.kind
+    );
+    // Op 15 with a page far outside the 4 data pages: the op is named.
+    running
+        .reply(ev.vcpu, (15 << 56) | (1000 << 32))
+        .expect("reply");
+    let ev = running.next_event(Duration::from_secs(30)).expect("event");
+    match ev.kind {
+        GuestEventKind::Assert { message, .. } => {
+            assert!(message.contains("unknown op 15"), "{message}")
+        }
+        other => panic!("an unknown op must assert, got {other:?}"),
+    }
+}
