@@ -41,7 +41,6 @@ fn catch_signals() {
     }
 }
 
-/// Whether the host can run the lab with hardware-assisted nested KVM.
 /// The lab's default CPU count: 2 with nested KVM; 1 under TCG, whose
 /// single-threaded mode (needed: see `run`) stalls nested Linux guests when
 /// it round-robins between two lab CPUs (QEMU 7.2: the guest stops at its
@@ -54,6 +53,7 @@ pub fn default_cpus() -> u32 {
     }
 }
 
+/// Whether the host can run the lab with hardware-assisted nested KVM.
 pub fn host_has_nested_kvm() -> bool {
     let kvm_ok = std::fs::OpenOptions::new()
         .read(true)
