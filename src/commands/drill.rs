@@ -4,9 +4,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use super::CmdResult;
-use crate::drill::ktap::{self, Report};
+use crate::drill::report::json;
+use crate::drill::report::ktap::{self, Report};
 use crate::drill::session::DrillConfig;
-use crate::drill::{json, runner, DRILLS};
+use crate::drill::{runner, DRILLS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

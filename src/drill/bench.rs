@@ -1,8 +1,9 @@
 //! `mmuvisor bench revoke` and `mmuvisor bench repeat`: figures, no asserts.
 
 use crate::drill::guest::Op;
-use crate::drill::ktap::Report;
-use crate::drill::runner::{self, GuestSpec};
+use crate::drill::report::ktap::Report;
+use crate::drill::runner;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillConfig, DrillError, TraceMode};
 use crate::drill::verdict::Outcome;
 use crate::drill::{Backend, Ctx};

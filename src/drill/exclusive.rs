@@ -4,8 +4,8 @@
 
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
 use crate::drill::guest::{Op, PAGE_SIZE};
+use crate::drill::report::timeline::Lane;
 use crate::drill::session::{DrillError, DrillResult, Session};
-use crate::drill::timeline::Lane;
 use crate::drill::verdict::{judge_exclusive, ExclusiveObs, Window};
 use crate::secondary_mmu::now_ns;
 

@@ -2,44 +2,31 @@
 //! changes (MADV_DONTNEED, mprotect, fork, THP collapse, KSM) and against
 //! device-exclusive pages made by the helper module.
 //!
-//! Each drill is a short script (one file) of guest steps on the `interp`
-//! payload and host actions, run in a [`session::Session`], and judged from
-//! what the guest reported, what pagemap and the device saw, and KVM's
-//! events ([`verdict`]). Output: KTAP ([`ktap`]), JSON ([`json`]), SVG
-//! timelines ([`timeline`]).
+//! This module is the framework: the registry types ([`Drill`], [`Ctx`]),
+//! the session runtime ([`session`]), verdicts ([`verdict`]), the shared
+//! exclusive-page steps ([`exclusive`]) and reports ([`report`]: KTAP, JSON,
+//! SVG timelines). The drills themselves live in [`drills`], one file each,
+//! read as a script of guest steps on the `interp` payload and host actions,
+//! judged from what the guest reported, what pagemap and the device saw, and
+//! KVM's events.
 
 pub mod bench;
 pub mod device;
+pub mod drills;
+pub mod exclusive;
 pub mod guest;
-pub mod json;
-pub mod ktap;
+pub mod hostmm;
+pub mod report;
 pub mod runner;
 pub mod session;
 pub mod sim;
-pub mod timeline;
 pub mod verdict;
 pub mod vm;
 
-mod dontneed;
-mod exclusive;
-mod exclusive_basic;
-mod exclusive_cow;
-mod exclusive_dirty_log;
-mod exclusive_dontneed;
-mod exclusive_memslot_delete;
-mod exclusive_migrate;
-mod exclusive_mprotect;
-mod exclusive_reconvert;
-mod exclusive_thp;
-mod exclusive_under_write;
-mod fork_cow;
-mod hostmm;
-mod ksm_merge;
-mod mprotect;
-mod thp_collapse;
+pub use drills::DRILLS;
 
+use report::timeline::Timeline;
 use session::{DrillConfig, DrillResult};
-use timeline::Timeline;
 use verdict::Verdict;
 
 /// What a drill needs from the host; missing → `# SKIP`.
@@ -61,7 +48,7 @@ pub(crate) const MODULE: Needs = Needs {
     tracefs: true,
     module: true,
 };
-const NOTHING: Needs = Needs {
+pub(crate) const NOTHING: Needs = Needs {
     kvm: false,
     tracefs: false,
     module: false,
@@ -95,7 +82,12 @@ pub struct Drill {
     pub run: DrillFn,
 }
 
-const fn d(name: &'static str, about: &'static str, needs: Needs, run: DrillFn) -> Drill {
+pub(crate) const fn d(
+    name: &'static str,
+    about: &'static str,
+    needs: Needs,
+    run: DrillFn,
+) -> Drill {
     Drill {
         name,
         about,
@@ -105,41 +97,6 @@ const fn d(name: &'static str, about: &'static str, needs: Needs, run: DrillFn) 
         run,
     }
 }
-
-/// Every drill, in `all` order.
-pub static DRILLS: &[Drill] = &[
-    d("dontneed", "MADV_DONTNEED on a guest page: KVM unmaps it, the guest sees a zero page", PLAIN, dontneed::run),
-    d("mprotect", "mprotect(PROT_READ) on a guest page: KVM drops the writable mapping", PLAIN, mprotect::run),
-    d("fork-cow", "the VMM forks: guest writes break COW and never reach the child", PLAIN, fork_cow::run),
-    d("thp-collapse", "MADV_COLLAPSE of guest RAM: KVM drops the 4 KiB mappings", PLAIN, thp_collapse::run),
-    d("ksm-merge", "KSM merges two guest pages: a guest write unshares, the twin stays intact", PLAIN, ksm_merge::run),
-    d("exclusive-basic", "one page made device-exclusive, then touched by the guest", MODULE, exclusive_basic::run),
-    d("exclusive-under-write", "all vCPUs write while the page is converted again and again", MODULE, exclusive_under_write::run),
-    d("exclusive-reconvert", "a second device context converts an exclusive page: the first is revoked", MODULE, exclusive_reconvert::run),
-    d("exclusive-thp", "one 4 KiB page of a THP KVM maps with 2 MiB: KVM drops it, 511 stay", MODULE, exclusive_thp::run),
-    d("exclusive-cow", "the VMM forks while a page is exclusive", MODULE, exclusive_cow::run),
-    d("exclusive-mprotect", "mprotect on an exclusive page", MODULE, exclusive_mprotect::run),
-    d("exclusive-dontneed", "MADV_DONTNEED on an exclusive page", MODULE, exclusive_dontneed::run),
-    d("exclusive-migrate", "move_pages on an exclusive page", MODULE, exclusive_migrate::run),
-    d("exclusive-memslot-delete", "the memslot is deleted and re-added while a page is exclusive", MODULE, exclusive_memslot_delete::run),
-    d("exclusive-dirty-log", "KVM's dirty log records the guest's writes after revocation", MODULE, exclusive_dirty_log::run),
-    Drill {
-        name: "selftest-stale-dontneed",
-        about: "dontneed against a simulated secondary MMU that ignores invalidations (must fail)",
-        needs: NOTHING,
-        hidden: true,
-        backend: Backend::Sim { stale_mmu: true },
-        run: dontneed::run,
-    },
-    Drill {
-        name: "selftest-sim-dontneed",
-        about: "dontneed against a simulated correct MMU without a KVM trace (fails: no invalidation seen)",
-        needs: NOTHING,
-        hidden: true,
-        backend: Backend::Sim { stale_mmu: false },
-        run: dontneed::run,
-    },
-];
 
 /// Looks a drill up by name.
 pub fn find(name: &str) -> Option<&'static Drill> {

@@ -5,31 +5,12 @@ use std::time::Instant;
 
 use crate::drill::device;
 use crate::drill::guest::InterpGuest;
-use crate::drill::ktap::Report;
-use crate::drill::session::{DrillConfig, DrillError, DrillResult, Session, TraceMode};
+use crate::drill::report::ktap::Report;
+use crate::drill::session::{DrillConfig, DrillError, DrillResult, GuestSpec, Session, TraceMode};
 use crate::drill::sim::SimGuest;
 use crate::drill::verdict::Outcome;
 use crate::drill::{vm, Backend, Ctx, Drill, Needs, DRILLS};
 use crate::secondary_mmu;
-
-/// What a drill's guest looks like.
-#[derive(Debug, Clone, Copy)]
-pub struct GuestSpec {
-    pub vcpus: usize,
-    pub mem_bytes: u64,
-    /// Let THP back guest RAM (MADV_HUGEPAGE) instead of forbidding it.
-    pub thp: bool,
-}
-
-impl GuestSpec {
-    pub fn of(cfg: &DrillConfig) -> Self {
-        GuestSpec {
-            vcpus: cfg.vcpus.max(1),
-            mem_bytes: 16 << 20,
-            thp: false,
-        }
-    }
-}
 
 impl Ctx {
     /// Starts the drill's guest and its trace.

@@ -4,7 +4,7 @@
 use crate::drill::guest::{
     page_gpa, Cmd, GuestError, InterpGuest, Op, PageState, SyncReport, PAGE_SIZE,
 };
-use crate::drill::timeline::{Lane, Timeline};
+use crate::drill::report::timeline::{Lane, Timeline};
 use crate::drill::verdict::{Verdict, Window};
 use crate::secondary_mmu::{
     self, KvmEvent, KvmEventKind, KvmStats, KvmTrace, StatsSnapshot, TraceConfig,
@@ -39,6 +39,25 @@ impl Default for DrillConfig {
             iterations: 4,
             seed: 1,
             step_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// What a drill's guest looks like.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestSpec {
+    pub vcpus: usize,
+    pub mem_bytes: u64,
+    /// Let THP back guest RAM (MADV_HUGEPAGE) instead of forbidding it.
+    pub thp: bool,
+}
+
+impl GuestSpec {
+    pub fn of(cfg: &DrillConfig) -> Self {
+        GuestSpec {
+            vcpus: cfg.vcpus.max(1),
+            mem_bytes: 16 << 20,
+            thp: false,
         }
     }
 }

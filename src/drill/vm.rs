@@ -4,7 +4,7 @@
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held, NotifierEvent};
 use crate::drill::guest::InterpGuest;
 use crate::drill::guest::{GuestError, SyncReport};
-use crate::drill::runner::GuestSpec;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillError, DrillResult, Session};
 use crate::guest_memory::Thp;
 use crate::notifier_client::{self as nc, Access, AccessOp, Hold, NotifierClient};

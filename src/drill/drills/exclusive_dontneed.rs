@@ -5,9 +5,9 @@
 use crate::drill::device::Held;
 use crate::drill::exclusive::{convert, dev_err, device_work, note_revocations, pages, setup};
 use crate::drill::guest::{Op, PAGE_SIZE};
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillResult, TraceMode};
-use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{invalidated, ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 

@@ -8,9 +8,9 @@
 use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, INITIAL};
 use crate::drill::guest::{Op, PAGE_SIZE};
 use crate::drill::hostmm::{anon_huge_kb, thp_available};
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillError, DrillResult, TraceMode};
-use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 use crate::secondary_mmu::KvmStats;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use crate::drill::device::{DeviceError, Held};
 use crate::drill::exclusive::{conclude, convert, dev_err, guest_touch, pages, setup, INITIAL};
 use crate::drill::guest::{Op, PAGE_SIZE};
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillError, DrillResult, TraceMode};
-use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::drill::guest::{Op, PAGE_SIZE};
 use crate::drill::hostmm::KsmGuard;
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::{Lane, Timeline};
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillError, DrillResult, TraceMode};
-use crate::drill::timeline::{Lane, Timeline};
 use crate::drill::verdict::{invalidated, Verdict, Window};
 use crate::drill::Ctx;
 use crate::secondary_mmu::now_ns;

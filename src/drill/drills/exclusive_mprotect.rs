@@ -4,9 +4,9 @@
 
 use crate::drill::exclusive::{conclude, convert, dev_err, device_work, guest_touch, pages, setup};
 use crate::drill::guest::Op;
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillResult, TraceMode};
-use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 

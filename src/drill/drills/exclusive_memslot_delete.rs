@@ -1,10 +1,12 @@
-//! exclusive-basic: convert one page the guest has mapped writable; the
-//! device increments it; the guest's increments must revoke the device.
+//! exclusive-memslot-delete: while the device holds a page, the VMM deletes
+//! guest RAM's memslots and adds them back. KVM zaps the slot; the guest's
+//! next access must still go through the host page tables and revoke the
+//! device.
 
 use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, pages, setup};
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillResult, TraceMode};
-use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 
@@ -16,6 +18,10 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut o = ExclusiveObs::default();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    let (r, _) = s.host("memslot delete + add", |s| {
+        s.guest_mut().recreate_memslots()
+    });
+    r?;
     guest_touch(
         &mut s,
         dev.as_mut(),

@@ -7,9 +7,9 @@ use crate::drill::exclusive::{
     conclude, convert, dev_err, device_work, guest_touch, note_revocations, pages, setup,
 };
 use crate::drill::hostmm::ForkedReader;
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillResult, TraceMode};
-use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 

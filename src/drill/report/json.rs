@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::drill::ktap::{totals, Report};
+use crate::drill::report::ktap::{totals, Report};
 use crate::drill::verdict::Outcome;
 
 /// JSON string literal.

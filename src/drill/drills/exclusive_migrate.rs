@@ -5,9 +5,9 @@
 
 use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, pages, setup};
 use crate::drill::hostmm::numa_nodes;
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillError, DrillResult, TraceMode};
-use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 

@@ -4,9 +4,9 @@
 //! write ends the VM (KVM_RUN fails with EFAULT) or is refused.
 
 use crate::drill::guest::{Op, PAGE_SIZE};
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillResult, TraceMode};
-use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{invalidated, Verdict};
 use crate::drill::Ctx;
 

@@ -4,9 +4,9 @@
 
 use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, pages, setup};
 use crate::drill::guest::page_gpa;
-use crate::drill::runner::GuestSpec;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillResult, Session, TraceMode};
-use crate::drill::timeline::Timeline;
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 

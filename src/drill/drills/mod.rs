@@ -1,0 +1,54 @@
+//! The drills, one file each; [`DRILLS`] lists them in `all` order.
+
+mod dontneed;
+mod exclusive_basic;
+mod exclusive_cow;
+mod exclusive_dirty_log;
+mod exclusive_dontneed;
+mod exclusive_memslot_delete;
+mod exclusive_migrate;
+mod exclusive_mprotect;
+mod exclusive_reconvert;
+mod exclusive_thp;
+mod exclusive_under_write;
+mod fork_cow;
+mod ksm_merge;
+mod mprotect;
+mod thp_collapse;
+
+use crate::drill::{d, Backend, Drill, MODULE, NOTHING, PLAIN};
+
+/// Every drill, in `all` order.
+pub static DRILLS: &[Drill] = &[
+    d("dontneed", "MADV_DONTNEED on a guest page: KVM unmaps it, the guest sees a zero page", PLAIN, dontneed::run),
+    d("mprotect", "mprotect(PROT_READ) on a guest page: KVM drops the writable mapping", PLAIN, mprotect::run),
+    d("fork-cow", "the VMM forks: guest writes break COW and never reach the child", PLAIN, fork_cow::run),
+    d("thp-collapse", "MADV_COLLAPSE of guest RAM: KVM drops the 4 KiB mappings", PLAIN, thp_collapse::run),
+    d("ksm-merge", "KSM merges two guest pages: a guest write unshares, the twin stays intact", PLAIN, ksm_merge::run),
+    d("exclusive-basic", "one page made device-exclusive, then touched by the guest", MODULE, exclusive_basic::run),
+    d("exclusive-under-write", "all vCPUs write while the page is converted again and again", MODULE, exclusive_under_write::run),
+    d("exclusive-reconvert", "a second device context converts an exclusive page: the first is revoked", MODULE, exclusive_reconvert::run),
+    d("exclusive-thp", "one 4 KiB page of a THP KVM maps with 2 MiB: KVM drops it, 511 stay", MODULE, exclusive_thp::run),
+    d("exclusive-cow", "the VMM forks while a page is exclusive", MODULE, exclusive_cow::run),
+    d("exclusive-mprotect", "mprotect on an exclusive page", MODULE, exclusive_mprotect::run),
+    d("exclusive-dontneed", "MADV_DONTNEED on an exclusive page", MODULE, exclusive_dontneed::run),
+    d("exclusive-migrate", "move_pages on an exclusive page", MODULE, exclusive_migrate::run),
+    d("exclusive-memslot-delete", "the memslot is deleted and re-added while a page is exclusive", MODULE, exclusive_memslot_delete::run),
+    d("exclusive-dirty-log", "KVM's dirty log records the guest's writes after revocation", MODULE, exclusive_dirty_log::run),
+    Drill {
+        name: "selftest-stale-dontneed",
+        about: "dontneed against a simulated secondary MMU that ignores invalidations (must fail)",
+        needs: NOTHING,
+        hidden: true,
+        backend: Backend::Sim { stale_mmu: true },
+        run: dontneed::run,
+    },
+    Drill {
+        name: "selftest-sim-dontneed",
+        about: "dontneed against a simulated correct MMU without a KVM trace (fails: no invalidation seen)",
+        needs: NOTHING,
+        hidden: true,
+        backend: Backend::Sim { stale_mmu: false },
+        run: dontneed::run,
+    },
+];
