@@ -102,6 +102,14 @@ pub const EVENTS: &[&str] = &[
     "kvmmmu/kvm_mmu_split_huge_page",
 ];
 
+/// KVM's "shadow present" bit of an SPTE (arch/x86/kvm/mmu/spte.h
+/// SPTE_MMU_PRESENT_MASK): a non-present SPTE, frozen or zapped, lacks it.
+pub const SPTE_MMU_PRESENT: u64 = 1 << 11;
+
+/// The TDP MMU's SPTE-change event: the SPTE-level evidence the exclusive
+/// drills judge KVM's mapping by.
+pub const SPTE_EVENT: &str = "kvmmmu/kvm_tdp_mmu_spte_changed";
+
 /// One host-virtual ↔ guest-physical region (a memslot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestRegion {
@@ -224,6 +232,32 @@ impl KvmEvent {
     /// Whether this is an unmap that intersects `[start, end)`.
     pub fn unmap_touches(&self, start: u64, end: u64) -> bool {
         matches!(self.kind, KvmEventKind::UnmapHvaRange { start: s, end: e } if s < end && e > start)
+    }
+    /// For an SPTE change whose mapping covers `gfn` (a huge SPTE covers
+    /// 512^(level-1) frames): whether it was present before (None when the
+    /// record does not say) and whether it is present after.
+    pub fn spte_transition(&self, gfn: u64) -> Option<(Option<bool>, bool)> {
+        let covers = |g: u64, level: u8| {
+            let span = 1u64 << (9 * (level.clamp(1, 5) as u32 - 1));
+            gfn >= g & !(span - 1) && gfn < (g & !(span - 1)) + span
+        };
+        match self.kind {
+            KvmEventKind::TdpSpteChanged {
+                gfn: g,
+                level,
+                old_spte,
+                new_spte,
+            } if covers(g, level) => Some((
+                Some(old_spte & SPTE_MMU_PRESENT != 0),
+                new_spte & SPTE_MMU_PRESENT != 0,
+            )),
+            KvmEventKind::SetSpte {
+                gfn: g,
+                spte,
+                level,
+            } if covers(g, level) => Some((None, spte & SPTE_MMU_PRESENT != 0)),
+            _ => None,
+        }
     }
     /// Whether the event lies in `[from_ns, to_ns]` at the trace's µs resolution.
     pub fn within(&self, from_ns: u64, to_ns: u64) -> bool {

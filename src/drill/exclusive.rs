@@ -3,10 +3,12 @@
 //! access would itself revoke the device and hide what the guest did.
 
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
-use crate::drill::guest::{Op, PAGE_SIZE};
+use crate::drill::guest::{page_gpa, Op, PAGE_SIZE};
 use crate::drill::report::timeline::Lane;
 use crate::drill::session::{DrillError, DrillResult, Session};
-use crate::drill::verdict::{judge_exclusive, ExclusiveObs, Window};
+use crate::drill::verdict::{
+    exclusive_window, judge_conversion, judge_exclusive, ExclusiveObs, Window,
+};
 use crate::secondary_mmu::now_ns;
 
 /// Initial counter value of the page under test.
@@ -33,6 +35,15 @@ pub fn setup(s: &mut Session, n: u64) -> DrillResult<u64> {
     Ok(target)
 }
 
+/// Observations of a page whose value the guest set to [`INITIAL`] in
+/// [`setup`]: the device must read that value at conversion.
+pub fn anchored() -> ExclusiveObs {
+    ExclusiveObs {
+        expected_at_conversion: Some(INITIAL),
+        ..Default::default()
+    }
+}
+
 /// make-exclusive on `page`; records the conversion into `o`.
 pub fn convert(
     s: &mut Session,
@@ -42,7 +53,16 @@ pub fn convert(
 ) -> DrillResult<Window> {
     let hva = s.hva(page)?;
     o.hva = hva;
+    o.gfn = page_gpa(page) >> 12;
     let (r, win) = s.host("make-exclusive", |_| dev.make_exclusive(hva));
+    // EOPNOTSUPP means "this kernel offers no device-exclusive" only before
+    // the drill's first conversion; after one it is a broken contract.
+    if matches!(r, Err(DeviceError::Unsupported)) && s.conversions > 0 {
+        return Err(DrillError::Host(format!(
+            "make-exclusive failed with EOPNOTSUPP after {} successful conversions in this drill",
+            s.conversions
+        )));
+    }
     if let Err(DeviceError::Io(e)) = &r {
         // Say what KVM did during the failed call: a kernel that skips the
         // notifier also breaks drivers' retry loops.
@@ -64,6 +84,7 @@ pub fn convert(
             "make-exclusive converted nothing: the device already held the page".into(),
         ));
     }
+    s.conversions += 1;
     o.conversion = win;
     o.pagemap_present_after_conversion = s.pagemap(page)?.present();
     let held = dev.query(hva).map_err(dev_err("query"))?;
@@ -75,9 +96,16 @@ pub fn convert(
     let v = dev.read(hva).map_err(dev_err("device read"))?;
     s.tl.instant(Lane::Device, now_ns(), format!("device reads {v:#x}"));
     o.value_at_conversion = v;
-    o.initial_value = v;
-    // Its own conversion's invalidation is not a revocation.
-    dev.take_events().map_err(dev_err("events"))?;
+    o.initial_value = o.expected_at_conversion.unwrap_or(v);
+    // The device's own EXCLUSIVE invalidation dates the conversion; it is
+    // not a revocation, and neither is anything else during the call.
+    let during: Vec<_> = dev
+        .take_events()
+        .map_err(dev_err("events"))?
+        .into_iter()
+        .filter(|e| e.time_ns >= win.start_ns && e.time_ns <= win.end_ns)
+        .collect();
+    o.exclusive = exclusive_window(&during, hva, win);
     Ok(win)
 }
 
@@ -175,7 +203,15 @@ pub fn note_revocations(
     Ok(())
 }
 
-/// Final value through the guest, neighbour check, and the five rules.
+/// The conversion's rules alone ([`judge_conversion`]), for drills that do
+/// not end in [`conclude`].
+pub fn check_conversion(s: &mut Session, o: &ExclusiveObs) -> DrillResult<()> {
+    let ev = s.kvm_events()?;
+    judge_conversion(&mut s.v, o, &ev);
+    Ok(())
+}
+
+/// Final value through the guest, neighbour check, and the exclusive rules.
 pub fn conclude(s: &mut Session, page: u64, n: u64, mut o: ExclusiveObs) -> DrillResult<()> {
     o.final_value = s.step(0, Op::Read, page)?;
     o.neighbour_mismatches = s.step(0, Op::CheckRange(page as u32), 0)?

@@ -108,6 +108,14 @@ pub enum GuestError {
     Vmm(String),
 }
 
+impl GuestError {
+    /// The guest stopped because KVM_RUN failed with EFAULT: KVM could not
+    /// map the page for the access (e.g. a write to a read-only VMA).
+    pub fn is_efault(&self) -> bool {
+        matches!(self, GuestError::Stopped(s) if s.contains("KVM_RUN failed") && s.contains("(os error 14)"))
+    }
+}
+
 /// A SYNC from a vCPU: it waits for its next command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncReport {

@@ -57,6 +57,13 @@ pub fn missing(needs: Needs) -> Option<String> {
         if let Some(why) = device::unavailable() {
             return Some(why);
         }
+        // Exclusive drills judge KVM's mapping by its SPTE events.
+        if !secondary_mmu::has_event(secondary_mmu::SPTE_EVENT) {
+            return Some(format!(
+                "tracefs has no {} event (KVM without the TDP MMU?)",
+                secondary_mmu::SPTE_EVENT
+            ));
+        }
     }
     None
 }

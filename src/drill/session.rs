@@ -78,6 +78,13 @@ pub enum DrillError {
 
 pub type DrillResult<T> = Result<T, DrillError>;
 
+impl DrillError {
+    /// See [`GuestError::is_efault`].
+    pub fn is_efault(&self) -> bool {
+        matches!(self, DrillError::Guest(g) if g.is_efault())
+    }
+}
+
 /// Host-side errors with context.
 pub fn host_err(what: &str) -> impl FnOnce(std::io::Error) -> DrillError + '_ {
     move |e| DrillError::Host(format!("{what}: {e}"))
@@ -100,6 +107,8 @@ pub struct Session {
     pub tl: Timeline,
     pub v: Verdict,
     pub cfg: DrillConfig,
+    /// Successful make-exclusive calls in this drill so far.
+    pub conversions: u32,
     pending: Vec<Option<Cmd>>,
     ready: Vec<Option<SyncReport>>,
     stats: Option<(KvmStats, StatsSnapshot)>,
@@ -143,6 +152,7 @@ impl Session {
             tl: Timeline::default(),
             v: Verdict::default(),
             cfg: cfg.clone(),
+            conversions: 0,
             pending: vec![None; n],
             ready: vec![None; n],
             stats,

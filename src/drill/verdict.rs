@@ -2,6 +2,8 @@
 //! and KVM observed; and the exclusive-page rules as pure functions, so a
 //! broken kernel's observations can be fed in and must fail.
 
+use crate::drill::device::NotifierEvent;
+use crate::notifier_client::uapi::EV_EXCLUSIVE;
 use crate::secondary_mmu::KvmEvent;
 
 /// One judged rule.
@@ -87,6 +89,53 @@ pub fn invalidated(
     v.check("kvm-invalidated", covering > 0, detail)
 }
 
+/// The conversion's own window: around the device's own
+/// MMU_NOTIFY_EXCLUSIVE for the page at `hva` (the last one, after any
+/// retries), bounded by the neighbouring invalidations of the page that the
+/// device saw during the call (`ioctl`), so a CLEAR from a prefault or a
+/// restore in the same call does not count. None: the kernel sent no
+/// EXCLUSIVE invalidation for the page.
+pub fn exclusive_window(events: &[NotifierEvent], hva: u64, ioctl: Window) -> Option<Window> {
+    let page: Vec<&NotifierEvent> = events
+        .iter()
+        .filter(|e| e.touches(hva, hva + 4096))
+        .collect();
+    let te = page
+        .iter()
+        .filter(|e| e.owner_is_self && e.event == EV_EXCLUSIVE)
+        .map(|e| e.time_ns)
+        .max()?;
+    let prev = page.iter().map(|e| e.time_ns).filter(|&t| t < te).max();
+    let next = page.iter().map(|e| e.time_ns).filter(|&t| t > te).min();
+    Some(Window {
+        start_ns: prev
+            .map_or(ioctl.start_ns, |p| p + (te - p) / 2)
+            .max(ioctl.start_ns),
+        end_ns: next
+            .map_or(ioctl.end_ns, |n| te + (n - te) / 2)
+            .min(ioctl.end_ns.max(te)),
+    })
+}
+
+/// Whether KVM had a present SPTE mapping `gfn` when `win` began (replaying
+/// the SPTE events before it), and whether one went from present to
+/// non-present inside `win`.
+pub fn spte_zap(events: &[KvmEvent], gfn: u64, win: Window) -> (bool, bool) {
+    let mut present = false;
+    let mut zapped = false;
+    for e in events {
+        let Some((before, after)) = e.spte_transition(gfn) else {
+            continue;
+        };
+        if e.time_ns / 1000 < win.start_ns / 1000 {
+            present = after;
+        } else if e.within(win.start_ns, win.end_ns) && before != Some(false) && !after {
+            zapped = true;
+        }
+    }
+    (present, zapped)
+}
+
 /// What an exclusive drill observed about one page; fed to [`judge_exclusive`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExclusiveObs {
@@ -94,8 +143,16 @@ pub struct ExclusiveObs {
     pub label: String,
     /// Host range of the page.
     pub hva: u64,
+    /// Guest frame of the page (for SPTE events).
+    pub gfn: u64,
     /// make-exclusive call window.
     pub conversion: Window,
+    /// The conversion's own EXCLUSIVE invalidation ([`exclusive_window`]);
+    /// None when the device saw none.
+    pub exclusive: Option<Window>,
+    /// What the guest last wrote to the page before the conversion, when
+    /// the drill knows it: the device must read exactly that.
+    pub expected_at_conversion: Option<u64>,
     /// pagemap right after make-exclusive returned: must not be present.
     pub pagemap_present_after_conversion: bool,
     /// Value the device read right after conversion.
@@ -120,12 +177,66 @@ pub struct ExclusiveObs {
     pub neighbour_mismatches: u64,
 }
 
-/// The five exclusive rules (see docs/design.md and the drill sources).
+/// The conversion's rules: the kernel sent MMU_NOTIFY_EXCLUSIVE for the
+/// page, KVM invalidated the page's host range and dropped its SPTE for the
+/// gfn during that invalidation (not a CLEAR of a prefault in the same
+/// call), and the device read what the guest had written.
+pub fn judge_conversion(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
+    let (start, end) = (o.hva, o.hva + 4096);
+    let win = o.exclusive.unwrap_or(o.conversion);
+    let l = &o.label;
+    v.check(
+        "exclusive-notified",
+        o.exclusive.is_some(),
+        format!("{l}make-exclusive converted the page but the device's notifier saw no MMU_NOTIFY_EXCLUSIVE for it"),
+    );
+    if o.exclusive.is_some() {
+        invalidated(v, &format!("{l}make-exclusive"), events, win, start, end);
+    } else {
+        v.check(
+            "kvm-invalidated",
+            false,
+            format!("{l}make-exclusive: no EXCLUSIVE invalidation, so KVM was never told to drop the page"),
+        );
+    }
+    let (present, zapped) = spte_zap(events, o.gfn, win);
+    v.figure(
+        &format!("{l}spte_present_at_conversion").replace([' ', ':'], ""),
+        present as u8 as f64,
+    );
+    v.check(
+        "kvm-spte-zapped",
+        !present || (zapped && o.exclusive.is_some()),
+        format!(
+            "{l}KVM had a present SPTE for gfn {:#x} when the page was converted and {}",
+            o.gfn,
+            if o.exclusive.is_none() {
+                "no EXCLUSIVE invalidation came"
+            } else {
+                "no SPTE event shows it going non-present during the EXCLUSIVE invalidation"
+            }
+        ),
+    );
+    if let Some(want) = o.expected_at_conversion {
+        v.check(
+            "value-kept-at-conversion",
+            o.value_at_conversion == want,
+            format!(
+                "{l}the device read {:#x} at conversion where the guest had written {want:#x}",
+                o.value_at_conversion
+            ),
+        );
+    }
+}
+
+/// The exclusive rules (see docs/design.md and the drill sources).
 pub fn judge_exclusive(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
     let (start, end) = (o.hva, o.hva + 4096);
-    let conv_unmap = events.iter().any(|e| {
-        e.within(o.conversion.start_ns, o.conversion.end_ns) && e.unmap_covers(start, end)
-    });
+    let win = o.exclusive.unwrap_or(o.conversion);
+    let conv_unmap = o.exclusive.is_some()
+        && events
+            .iter()
+            .any(|e| e.within(win.start_ns, win.end_ns) && e.unmap_covers(start, end));
     let kvm_words = if conv_unmap {
         "KVM did invalidate at conversion"
     } else {
@@ -159,15 +270,7 @@ pub fn judge_exclusive(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
         detail.is_empty(),
         format!("{l}{}", detail.join("; ")),
     );
-    // (2) KVM invalidated the page's host range during the conversion.
-    invalidated(
-        v,
-        &format!("{l}make-exclusive"),
-        events,
-        o.conversion,
-        start,
-        end,
-    );
+    judge_conversion(v, o, events);
     // (3) the guest's first access revokes the device.
     let mut r = Vec::new();
     if !o.revoked_after_guest_touch {
@@ -184,7 +287,8 @@ pub fn judge_exclusive(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
         r.is_empty(),
         format!("{l}{} ({kvm_words})", r.join("; ")),
     );
-    // (4) nothing lost.
+    // (4) nothing lost: the end value is what the guest wrote plus every
+    // increment.
     let want = o.initial_value + o.device_increments + o.guest_increments;
     v.check(
         "nothing-lost",
@@ -219,13 +323,47 @@ mod tests {
         }
     }
 
+    fn spte(t: u64, gfn: u64, old_spte: u64, new_spte: u64) -> KvmEvent {
+        KvmEvent {
+            time_ns: t,
+            tid: 1,
+            cpu: 0,
+            kind: KvmEventKind::TdpSpteChanged {
+                gfn,
+                level: 1,
+                old_spte,
+                new_spte,
+            },
+        }
+    }
+
+    const GFN: u64 = 0x205;
+    const PRESENT: u64 = 0x8000_0000_0123_4b77;
+
+    fn nev(t: u64, event: u32, own: bool) -> NotifierEvent {
+        NotifierEvent {
+            time_ns: t,
+            start: 0x7f00_0020_0000,
+            end: 0x7f00_0020_1000,
+            event,
+            owner_is_self: own,
+            revoked: 0,
+        }
+    }
+
     fn good() -> (ExclusiveObs, Vec<KvmEvent>) {
         let o = ExclusiveObs {
             hva: 0x7f00_0020_0000,
+            gfn: GFN,
             conversion: Window {
                 start_ns: 10_000,
                 end_ns: 20_000,
             },
+            exclusive: Some(Window {
+                start_ns: 14_000,
+                end_ns: 20_000,
+            }),
+            expected_at_conversion: Some(100),
             value_at_conversion: 100,
             device_increments: 5,
             device_reads: vec![(100, 100), (105, 105)],
@@ -237,7 +375,14 @@ mod tests {
             final_value: 108,
             ..Default::default()
         };
-        (o, vec![unmap(15_000, 0x7f00_0020_0000, 0x7f00_0020_1000)])
+        (
+            o,
+            vec![
+                spte(5_000, GFN, 0, PRESENT),
+                unmap(15_000, 0x7f00_0020_0000, 0x7f00_0020_1000),
+                spte(15_000, GFN, PRESENT, 0),
+            ],
+        )
     }
 
     #[test]
@@ -259,15 +404,18 @@ mod tests {
         o.revoked_after_guest_touch = false;
         o.notifier_event_seen = false;
         o.pagemap_present_after_touch = false;
+        o.exclusive = None;
         let mut v = Verdict::default();
-        judge_exclusive(&mut v, &o, &[]);
+        judge_exclusive(&mut v, &o, &[spte(5_000, GFN, 0, PRESENT)]);
         assert!(!v.passed());
         let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
         assert_eq!(
             failed,
             [
                 "no-guest-write-while-exclusive",
+                "exclusive-notified",
                 "kvm-invalidated",
+                "kvm-spte-zapped",
                 "guest-access-revokes"
             ]
         );
@@ -297,6 +445,89 @@ mod tests {
             .checks
             .iter()
             .any(|c| c.name == "kvm-invalidated" && c.passed));
+    }
+
+    /// known-bad 0002: KVM traces the unmap but keeps its SPTE. Even when
+    /// a later host operation hides the guest's writes, the SPTE evidence
+    /// fails the drill.
+    #[test]
+    fn traced_unmap_with_kept_spte_fails() {
+        let (o, mut ev) = good();
+        ev.pop();
+        let mut v = Verdict::default();
+        judge_conversion(&mut v, &o, &ev);
+        let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["kvm-spte-zapped"]);
+    }
+
+    /// No SPTE for the gfn when the conversion began: nothing to drop.
+    #[test]
+    fn absent_spte_needs_no_zap() {
+        let (o, _) = good();
+        let ev = vec![
+            spte(5_000, GFN, 0, PRESENT),
+            spte(8_000, GFN, PRESENT, 0),
+            unmap(15_000, 0x7f00_0020_0000, 0x7f00_0020_1000),
+        ];
+        let mut v = Verdict::default();
+        judge_conversion(&mut v, &o, &ev);
+        assert!(v.passed(), "{:?}", v.checks);
+    }
+
+    /// A 2 MiB SPTE covers the page's gfn.
+    #[test]
+    fn huge_spte_covers_gfn() {
+        let e = KvmEvent {
+            time_ns: 1,
+            tid: 1,
+            cpu: 0,
+            kind: KvmEventKind::TdpSpteChanged {
+                gfn: 0x200,
+                level: 2,
+                old_spte: PRESENT,
+                new_spte: 0,
+            },
+        };
+        assert_eq!(e.spte_transition(GFN), Some((Some(true), false)));
+        assert_eq!(e.spte_transition(0x400), None);
+    }
+
+    /// The zap of a prefault's CLEAR in the same call is not the
+    /// conversion's: the window starts half-way to the EXCLUSIVE event.
+    #[test]
+    fn clear_before_exclusive_is_outside_the_window() {
+        let ioctl = Window {
+            start_ns: 10_000,
+            end_ns: 40_000,
+        };
+        let ev = [nev(12_000, 1, false), nev(30_000, 7, true)];
+        let w = exclusive_window(&ev, 0x7f00_0020_0000, ioctl).unwrap();
+        assert_eq!((w.start_ns, w.end_ns), (21_000, 40_000));
+        let (mut o, _) = good();
+        o.conversion = ioctl;
+        o.exclusive = Some(w);
+        let kvm = vec![
+            spte(5_000, GFN, 0, PRESENT),
+            unmap(12_000, 0x7f00_0020_0000, 0x7f00_0020_1000),
+            spte(12_000, GFN, PRESENT, 0),
+            spte(13_000, GFN, 0, PRESENT),
+            unmap(30_000, 0x7f00_0020_0000, 0x7f00_0020_1000),
+        ];
+        let mut v = Verdict::default();
+        judge_conversion(&mut v, &o, &kvm);
+        let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["kvm-spte-zapped"]);
+        assert!(exclusive_window(&ev[..1], 0x7f00_0020_0000, ioctl).is_none());
+    }
+
+    #[test]
+    fn value_lost_before_conversion_fails() {
+        let (mut o, ev) = good();
+        o.value_at_conversion = 0;
+        let mut v = Verdict::default();
+        judge_conversion(&mut v, &o, &ev);
+        let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["value-kept-at-conversion"]);
     }
 
     #[test]

@@ -181,7 +181,14 @@ fn io(e: nc::Error) -> DeviceError {
 
 /// Opens a /dev/mmuvisor context attached to all of the guest's RAM.
 pub fn open_device(s: &Session) -> DrillResult<Box<dyn ExclusiveDevice>> {
-    let client = NotifierClient::open().map_err(|e| DrillError::Skip(e.to_string()))?;
+    // Only a missing device node means "no module here"; any other failure
+    // to open it (permissions, ABI mismatch) is an error, never a skip.
+    let client = NotifierClient::open().map_err(|e| match &e {
+        nc::Error::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            DrillError::Skip(e.to_string())
+        }
+        _ => DrillError::Host(e.to_string()),
+    })?;
     if !client.version().exclusive {
         return Err(DrillError::Skip(
             "the helper module reports no MAKE_EXCLUSIVE (kernel without CONFIG_DEVICE_PRIVATE)"

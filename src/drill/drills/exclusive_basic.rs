@@ -1,11 +1,13 @@
 //! exclusive-basic: convert one page the guest has mapped writable; the
 //! device increments it; the guest's increments must revoke the device.
 
-use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, pages, setup};
+use crate::drill::exclusive::{
+    anchored, conclude, convert, device_work, guest_touch, pages, setup,
+};
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillResult, TraceMode};
-use crate::drill::verdict::{ExclusiveObs, Verdict};
+use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
@@ -13,7 +15,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut dev = ctx.device(&s)?;
     let n = pages(&s, ctx.cfg.pages);
     let page = setup(&mut s, n)?;
-    let mut o = ExclusiveObs::default();
+    let mut o = anchored();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
     guest_touch(

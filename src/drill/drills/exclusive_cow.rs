@@ -4,13 +4,13 @@
 
 use crate::drill::device::Held;
 use crate::drill::exclusive::{
-    conclude, convert, dev_err, device_work, guest_touch, note_revocations, pages, setup,
+    anchored, conclude, convert, dev_err, device_work, guest_touch, note_revocations, pages, setup,
 };
 use crate::drill::hostmm::ForkedReader;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillResult, TraceMode};
-use crate::drill::verdict::{ExclusiveObs, Verdict};
+use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let page = setup(&mut s, n)?;
     s.madvise(0, n, libc::MADV_DOFORK)
         .map_err(host_err("madvise(MADV_DOFORK)"))?;
-    let mut o = ExclusiveObs::default();
+    let mut o = anchored();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
     let at_fork = o.initial_value + o.device_increments;

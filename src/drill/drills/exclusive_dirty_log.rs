@@ -2,12 +2,14 @@
 //! guest writes, but the guest's writes after revocation must appear in
 //! KVM's dirty log for the page.
 
-use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, pages, setup};
+use crate::drill::exclusive::{
+    anchored, conclude, convert, device_work, guest_touch, pages, setup,
+};
 use crate::drill::guest::page_gpa;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillResult, Session, TraceMode};
-use crate::drill::verdict::{ExclusiveObs, Verdict};
+use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 fn dirty(s: &mut Session, page: u64) -> DrillResult<bool> {
@@ -26,7 +28,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         by_setup,
         "KVM's dirty log has no bit for a page the guest just wrote",
     );
-    let mut o = ExclusiveObs::default();
+    let mut o = anchored();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
     let by_device = dirty(&mut s, page)?;

@@ -3,12 +3,14 @@
 //! zero page (never the old one through a stale KVM mapping).
 
 use crate::drill::device::Held;
-use crate::drill::exclusive::{convert, dev_err, device_work, note_revocations, pages, setup};
-use crate::drill::guest::{Op, PAGE_SIZE};
+use crate::drill::exclusive::{
+    anchored, check_conversion, convert, dev_err, device_work, note_revocations, pages, setup,
+};
+use crate::drill::guest::Op;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillResult, TraceMode};
-use crate::drill::verdict::{invalidated, ExclusiveObs, Verdict};
+use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
@@ -16,17 +18,9 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut dev = ctx.device(&s)?;
     let n = pages(&s, ctx.cfg.pages);
     let page = setup(&mut s, n)?;
-    let mut o = ExclusiveObs::default();
-    let conv = convert(&mut s, dev.as_mut(), page, &mut o)?;
-    let ev = s.kvm_events()?;
-    invalidated(
-        &mut s.v,
-        "make-exclusive",
-        &ev,
-        conv,
-        o.hva,
-        o.hva + PAGE_SIZE,
-    );
+    let mut o = anchored();
+    convert(&mut s, dev.as_mut(), page, &mut o)?;
+    check_conversion(&mut s, &o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
     let (r, _) = s.host("MADV_DONTNEED", |s| s.madvise(page, 1, libc::MADV_DONTNEED));
     r.map_err(host_err("madvise(MADV_DONTNEED)"))?;

@@ -3,11 +3,13 @@
 //! next access must still go through the host page tables and revoke the
 //! device.
 
-use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, pages, setup};
+use crate::drill::exclusive::{
+    anchored, conclude, convert, device_work, guest_touch, pages, setup,
+};
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillResult, TraceMode};
-use crate::drill::verdict::{ExclusiveObs, Verdict};
+use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
@@ -15,7 +17,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut dev = ctx.device(&s)?;
     let n = pages(&s, ctx.cfg.pages);
     let page = setup(&mut s, n)?;
-    let mut o = ExclusiveObs::default();
+    let mut o = anchored();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
     let (r, _) = s.host("memslot delete + add", |s| {

@@ -3,12 +3,14 @@
 //! not keep access to a page the CPU uses, and the guest must see the
 //! device's value and keep its own increments.
 
-use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, pages, setup};
+use crate::drill::exclusive::{
+    anchored, conclude, convert, device_work, guest_touch, pages, setup,
+};
 use crate::drill::hostmm::numa_nodes;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillError, DrillResult, TraceMode};
-use crate::drill::verdict::{ExclusiveObs, Verdict};
+use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 const MPOL_MF_MOVE: libc::c_int = 1 << 1;
@@ -24,7 +26,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut dev = ctx.device(&s)?;
     let n = pages(&s, ctx.cfg.pages);
     let page = setup(&mut s, n)?;
-    let mut o = ExclusiveObs::default();
+    let mut o = anchored();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
     let hva = o.hva;

@@ -2,12 +2,14 @@
 //! the guest reads it (it must see the device's value), the host makes it
 //! writable again and the guest's increments revoke the device.
 
-use crate::drill::exclusive::{conclude, convert, dev_err, device_work, guest_touch, pages, setup};
+use crate::drill::exclusive::{
+    anchored, conclude, convert, dev_err, device_work, guest_touch, pages, setup,
+};
 use crate::drill::guest::Op;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillResult, TraceMode};
-use crate::drill::verdict::{ExclusiveObs, Verdict};
+use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
@@ -15,7 +17,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut dev = ctx.device(&s)?;
     let n = pages(&s, ctx.cfg.pages);
     let page = setup(&mut s, n)?;
-    let mut o = ExclusiveObs::default();
+    let mut o = anchored();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
     let (r, _) = s.host("mprotect(PROT_READ)", |s| {

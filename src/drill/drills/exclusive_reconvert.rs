@@ -4,13 +4,13 @@
 
 use crate::drill::device::Held;
 use crate::drill::exclusive::{
-    conclude, convert, dev_err, device_work, guest_touch, note_revocations, pages, setup,
+    anchored, check_conversion, conclude, convert, dev_err, device_work, guest_touch,
+    note_revocations, pages, setup,
 };
-use crate::drill::guest::PAGE_SIZE;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillResult, TraceMode};
-use crate::drill::verdict::{invalidated, ExclusiveObs, Verdict};
+use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
@@ -19,20 +19,16 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut second = ctx.device(&s)?;
     let n = pages(&s, ctx.cfg.pages);
     let page = setup(&mut s, n)?;
-    let mut o1 = ExclusiveObs::default();
-    let win1 = convert(&mut s, first.as_mut(), page, &mut o1)?;
+    let mut o1 = anchored();
+    o1.label = "first context: ".into();
+    convert(&mut s, first.as_mut(), page, &mut o1)?;
     device_work(&mut s, first.as_mut(), ctx.cfg.iterations, &mut o1)?;
-    let ev = s.kvm_events()?;
-    invalidated(
-        &mut s.v,
-        "first make-exclusive",
-        &ev,
-        win1,
-        o1.hva,
-        o1.hva + PAGE_SIZE,
-    );
+    check_conversion(&mut s, &o1)?;
 
-    let mut o2 = ExclusiveObs::default();
+    let mut o2 = ExclusiveObs {
+        expected_at_conversion: Some(o1.initial_value + o1.device_increments),
+        ..Default::default()
+    };
     convert(&mut s, second.as_mut(), page, &mut o2)?;
     let held1 = first.query(o1.hva).map_err(dev_err("query (first)"))?;
     note_revocations(&mut s, first.as_mut(), &mut o1)?;

@@ -95,7 +95,9 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         )));
     }
     if while_writing == 0 {
-        s.v.note("no conversion overlapped the guest's writes (raise --iterations)");
+        return Err(DrillError::Host(format!(
+            "no conversion overlapped the guest's writes in {round} rounds: the drill tested nothing (raise --iterations)"
+        )));
     }
     let detail = unstable
         .first()
@@ -128,7 +130,10 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     // Finally the plain rules once more, with the guest touching last.
     dev.release(hva).map_err(dev_err("release"))?;
     let _ = dev.take_events();
-    let mut o = ExclusiveObs::default();
+    let mut o = ExclusiveObs {
+        expected_at_conversion: Some(now),
+        ..Default::default()
+    };
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     guest_touch(&mut s, dev.as_mut(), page, vcpus - 1, 1, &mut o)?;
     conclude(&mut s, page, n, o)?;
