@@ -241,21 +241,27 @@ impl KvmEvent {
             let span = 1u64 << (9 * (level.clamp(1, 5) as u32 - 1));
             gfn >= g & !(span - 1) && gfn < (g & !(span - 1)) + span
         };
+        // A present leaf maps memory: level 1, or a huge page (PS bit 7).
+        // Links to lower page tables are skipped: when one goes, the TDP
+        // MMU traces the zap of each child SPTE on its own.
+        let leaf = |spte: u64, level: u8| {
+            spte & SPTE_MMU_PRESENT != 0 && (level <= 1 || spte & (1 << 7) != 0)
+        };
+        let link = |spte: u64, level: u8| spte & SPTE_MMU_PRESENT != 0 && !leaf(spte, level);
         match self.kind {
             KvmEventKind::TdpSpteChanged {
                 gfn: g,
                 level,
                 old_spte,
                 new_spte,
-            } if covers(g, level) => Some((
-                Some(old_spte & SPTE_MMU_PRESENT != 0),
-                new_spte & SPTE_MMU_PRESENT != 0,
-            )),
+            } if covers(g, level) && !link(old_spte, level) && !link(new_spte, level) => {
+                Some((Some(leaf(old_spte, level)), leaf(new_spte, level)))
+            }
             KvmEventKind::SetSpte {
                 gfn: g,
                 spte,
                 level,
-            } if covers(g, level) => Some((None, spte & SPTE_MMU_PRESENT != 0)),
+            } if covers(g, level) && !link(spte, level) => Some((None, leaf(spte, level))),
             _ => None,
         }
     }

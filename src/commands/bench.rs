@@ -56,6 +56,7 @@ fn lab(kernel: &KernelArgs, command: Vec<String>) -> session::LabRun {
         timeout: Duration::from_secs(900),
         command,
         no_kmod: true,
+        keep_out: None,
     }
 }
 

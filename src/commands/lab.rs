@@ -1,7 +1,7 @@
 //! `mmuvisor lab kernel` and `mmuvisor lab run`.
 
 use super::CmdResult;
-use crate::lab::{cache, kernel, session};
+use crate::lab::{cache, kernel, known_bad, session};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -55,6 +55,27 @@ pub enum LabCmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// The kill matrix: run the drills on the stock kernel and on every
+    /// known-bad fixture kernel (resources/kernels/patches/known-bad/),
+    /// print drills x kernels; fails unless each fixture is caught by the
+    /// checks its header names and the stock kernel passes every drill.
+    KnownBad {
+        /// Debian kernel source version the fixtures apply to.
+        #[arg(long, default_value = "7.2")]
+        version: String,
+        /// Only fixtures whose file name contains this (repeatable).
+        #[arg(long = "fixture", value_name = "NAME")]
+        only: Vec<String>,
+        /// Cache folder (as for `lab kernel`).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Lab memory (e.g. 2G, 1536M).
+        #[arg(long, default_value = "2G")]
+        mem: String,
+        /// Drills to run on each kernel (default: all).
+        #[arg(last = true)]
+        drills: Vec<String>,
+    },
 }
 
 /// Parses 512M, 2G, 1024 (MiB) into MiB.
@@ -73,6 +94,25 @@ pub fn parse_mib(s: &str) -> Result<u64, String> {
 
 pub fn exec(cmd: LabCmd) -> CmdResult {
     match cmd {
+        LabCmd::KnownBad {
+            version,
+            only,
+            cache,
+            mem,
+            drills,
+        } => {
+            let req = known_bad::MatrixRun {
+                cache,
+                version,
+                only,
+                mem_mib: parse_mib(&mem)?,
+                cpus: crate::lab::qemu::default_cpus(),
+                drills,
+            };
+            let (text, ok) = known_bad::run(&req)?;
+            print!("{text}");
+            Ok(if ok { 0 } else { 1 })
+        }
         LabCmd::Kernel(args) => {
             let cache = cache::cache_dir(args.cache.as_ref())?;
             let built = kernel::ensure(&cache, &args.spec())?;
@@ -95,6 +135,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 timeout: Duration::from_secs(timeout),
                 command,
                 no_kmod,
+                keep_out: None,
             };
             match session::run(&req) {
                 Ok(code) => Ok(code),

@@ -193,6 +193,10 @@ impl PageState {
     pub fn swapped(self) -> bool {
         self.raw & (1 << 62) != 0
     }
+    /// PM_SOFT_DIRTY: written since the last clear_refs (present or swap).
+    pub fn soft_dirty(self) -> bool {
+        self.raw & (1 << 55) != 0
+    }
     /// PFN (0 unless root).
     pub fn pfn(self) -> Option<u64> {
         self.present().then_some(self.raw & ((1 << 55) - 1))

@@ -210,3 +210,28 @@ mod tests {
         );
     }
 }
+
+/// /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h).
+pub const KPF_DIRTY: u64 = 1 << 4;
+pub const KPF_SWAPCACHE: u64 = 1 << 13;
+
+/// The folio flags of page frame `pfn` (root only).
+pub fn kpageflags(pfn: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open("/proc/kpageflags")?;
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, pfn * 8)?;
+    Ok(u64::from_ne_bytes(b))
+}
+
+/// Clears the soft-dirty bits of this process's PTEs (clear_refs 4).
+pub fn clear_soft_dirty() -> io::Result<()> {
+    std::fs::write("/proc/self/clear_refs", "4")
+}
+
+/// Active swap devices (/proc/swaps after its header line).
+pub fn swap_devices() -> Vec<String> {
+    std::fs::read_to_string("/proc/swaps")
+        .map(|s| s.lines().skip(1).map(|l| l.to_string()).collect())
+        .unwrap_or_default()
+}

@@ -484,12 +484,23 @@ mod tests {
             kind: KvmEventKind::TdpSpteChanged {
                 gfn: 0x200,
                 level: 2,
-                old_spte: PRESENT,
+                old_spte: PRESENT | 0x80,
                 new_spte: 0,
             },
         };
         assert_eq!(e.spte_transition(GFN), Some((Some(true), false)));
         assert_eq!(e.spte_transition(0x400), None);
+        // A link to a page table is not a mapping of the gfn.
+        let link = KvmEvent {
+            kind: KvmEventKind::TdpSpteChanged {
+                gfn: 0x200,
+                level: 2,
+                old_spte: 0,
+                new_spte: PRESENT,
+            },
+            ..e
+        };
+        assert_eq!(link.spte_transition(GFN), None);
     }
 
     /// The zap of a prefault's CLEAR in the same call is not the

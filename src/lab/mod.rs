@@ -9,6 +9,7 @@ pub mod cpio;
 pub mod initramfs;
 pub mod kernel;
 pub mod kmod;
+pub mod known_bad;
 pub mod qemu;
 pub mod scripts;
 pub mod session;

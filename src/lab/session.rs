@@ -16,6 +16,8 @@ pub struct LabRun {
     pub command: Vec<String>,
     /// Don't load (or build) the helper module.
     pub no_kmod: bool,
+    /// Copy what the command left in the lab's /lab/out here afterwards.
+    pub keep_out: Option<PathBuf>,
 }
 
 /// A temporary folder removed on drop.
@@ -126,6 +128,15 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
     });
     if let Ok(dest) = std::env::var("MMUVISOR_LAB_DMESG") {
         let _ = std::fs::copy(out_dir.join("dmesg"), dest);
+    }
+    if let Some(keep) = &req.keep_out {
+        std::fs::create_dir_all(keep).map_err(|e| LabError::io("cannot create", keep, e))?;
+        let entries =
+            std::fs::read_dir(&out_dir).map_err(|e| LabError::io("cannot read", &out_dir, e))?;
+        for e in entries.flatten() {
+            let to = keep.join(e.file_name());
+            std::fs::copy(e.path(), &to).map_err(|err| LabError::io("cannot copy to", to, err))?;
+        }
     }
     result
 }

@@ -8,6 +8,8 @@ mod exclusive_dontneed;
 mod exclusive_memslot_delete;
 mod exclusive_migrate;
 mod exclusive_mprotect;
+mod exclusive_pte_state;
+mod exclusive_reclaim;
 mod exclusive_reconvert;
 mod exclusive_thp;
 mod exclusive_under_write;
@@ -34,6 +36,8 @@ pub static DRILLS: &[Drill] = &[
     d("exclusive-dontneed", "MADV_DONTNEED on an exclusive page", MODULE, exclusive_dontneed::run),
     d("exclusive-migrate", "move_pages on an exclusive page", MODULE, exclusive_migrate::run),
     d("exclusive-memslot-delete", "the memslot is deleted and re-added while a page is exclusive", MODULE, exclusive_memslot_delete::run),
+    d("exclusive-pte-state", "the PTE restored from an exclusive entry: dirty, soft-dirty, read-only after mprotect", MODULE, exclusive_pte_state::run),
+    d("exclusive-reclaim", "pages written before and while exclusive survive reclaim to swap (zram) and back", MODULE, exclusive_reclaim::run),
     d("exclusive-dirty-log", "KVM's dirty log records the guest's writes after revocation", MODULE, exclusive_dirty_log::run),
     Drill {
         name: "selftest-stale-dontneed",

@@ -69,6 +69,85 @@ pub fn render(reports: &[Report]) -> String {
     s
 }
 
+/// One result read back from a KTAP document that [`render`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub name: String,
+    pub result: ParsedResult,
+    /// Names of the checks that failed (the `# drill: check: detail` lines).
+    pub failed_checks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParsedResult {
+    Ok,
+    NotOk,
+    Skip,
+    /// `not ok` after a `# drill: error:` line: the drill could not run.
+    Error,
+}
+
+impl ParsedResult {
+    pub fn word(self) -> &'static str {
+        match self {
+            ParsedResult::Ok => "ok",
+            ParsedResult::NotOk => "not ok",
+            ParsedResult::Skip => "skip",
+            ParsedResult::Error => "error",
+        }
+    }
+}
+
+/// Reads the results back from a KTAP document of [`render`]'s form (lines
+/// it does not know, e.g. console output around it, are ignored).
+pub fn parse(text: &str) -> Vec<Parsed> {
+    let mut out = Vec::new();
+    let mut checks: Vec<String> = Vec::new();
+    let mut error = false;
+    for line in text.lines().map(str::trim_end) {
+        if let Some(diag) = line.strip_prefix("# ") {
+            let mut parts = diag.splitn(3, ": ");
+            if let (Some(_drill), Some(check), Some(_)) = (parts.next(), parts.next(), parts.next())
+            {
+                match check {
+                    "note" => {}
+                    "error" => error = true,
+                    c if !c.contains(' ') => checks.push(c.to_string()),
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        let (ok, rest) = if let Some(r) = line.strip_prefix("not ok ") {
+            (false, r)
+        } else if let Some(r) = line.strip_prefix("ok ") {
+            (true, r)
+        } else {
+            continue;
+        };
+        let Some((_, rest)) = rest.split_once(' ') else {
+            continue;
+        };
+        let (name, skip) = match rest.split_once(" # SKIP") {
+            Some((n, _)) => (n, true),
+            None => (rest, false),
+        };
+        let result = match (ok, skip, error) {
+            (true, true, _) => ParsedResult::Skip,
+            (true, false, _) => ParsedResult::Ok,
+            (false, _, true) => ParsedResult::Error,
+            (false, _, false) => ParsedResult::NotOk,
+        };
+        out.push(Parsed {
+            name: name.trim().to_string(),
+            result,
+            failed_checks: std::mem::take(&mut checks),
+        });
+        error = false;
+    }
+    out
+}
+
 /// (passed, failed, skipped)
 pub fn totals(reports: &[Report]) -> (usize, usize, usize) {
     let skip = reports
@@ -94,6 +173,51 @@ pub fn exit_code(reports: &[Report]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_reads_back_render() {
+        use crate::drill::verdict::Verdict;
+        let mut v = Verdict::default();
+        v.check("kvm-spte-zapped", false, "page A: gfn 0x205: kept");
+        v.check("nothing-lost", true, "");
+        v.note("a note: with colons");
+        let reports = vec![
+            Report {
+                name: "a".into(),
+                outcome: Outcome::Judged(v),
+                seconds: 0.1,
+            },
+            Report {
+                name: "b".into(),
+                outcome: Outcome::Skip("no module".into()),
+                seconds: 0.0,
+            },
+            Report {
+                name: "c".into(),
+                outcome: Outcome::Error("boom: x".into()),
+                seconds: 0.0,
+            },
+            Report {
+                name: "d".into(),
+                outcome: Outcome::Judged(Verdict::default()),
+                seconds: 0.0,
+            },
+        ];
+        let text = format!("[lab] console line\n{}", render(&reports));
+        let p = parse(&text);
+        let got: Vec<_> = p.iter().map(|r| (r.name.as_str(), r.result)).collect();
+        assert_eq!(
+            got,
+            [
+                ("a", ParsedResult::NotOk),
+                ("b", ParsedResult::Skip),
+                ("c", ParsedResult::Error),
+                ("d", ParsedResult::Ok)
+            ]
+        );
+        assert_eq!(p[0].failed_checks, ["kvm-spte-zapped"]);
+        assert!(p[2].failed_checks.is_empty() && p[3].failed_checks.is_empty());
+    }
     use crate::drill::verdict::Verdict;
 
     #[test]

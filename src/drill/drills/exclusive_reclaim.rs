@@ -1,0 +1,161 @@
+//! exclusive-reclaim: what was written to a page before and while the device
+//! held it must survive the page being reclaimed to swap and faulted back.
+//!
+//! Page A goes to swap and back first (MADV_PAGEOUT, MADV_WILLNEED, a
+//! read), so its folio sits in the swap cache
+//! with a valid copy in swap: from then on reclaim writes it back only if
+//! it is dirty. The VMM writes it, the device takes it and lets it go, a
+//! read restores it, and it is paged out and read by the guest: the write
+//! must still be there.
+//! Page B: the guest writes, the device takes it and adds to it, then the
+//! same release, restore, page-out and read.
+
+use crate::drill::device::ExclusiveDevice;
+use crate::drill::exclusive::{check_conversion, convert, dev_err, device_work, pages};
+use crate::drill::guest::Op;
+use crate::drill::hostmm::{kpageflags, swap_devices, KPF_DIRTY, KPF_SWAPCACHE};
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, Session, TraceMode};
+use crate::drill::verdict::{ExclusiveObs, Verdict};
+use crate::drill::Ctx;
+
+/// MADV_PAGEOUT on `page`; the page must then be in swap.
+fn page_out(s: &mut Session, page: u64, what: &str) -> DrillResult<()> {
+    let (r, _) = s.host(&format!("MADV_PAGEOUT {what}"), |s| {
+        s.madvise(page, 1, libc::MADV_PAGEOUT)
+    });
+    r.map_err(host_err("madvise(MADV_PAGEOUT)"))?;
+    let pm = s.pagemap(page)?;
+    if !pm.swapped() || pm.present() {
+        return Err(DrillError::Host(format!(
+            "MADV_PAGEOUT did not reclaim {what}: pagemap says {}",
+            pm.describe()
+        )));
+    }
+    Ok(())
+}
+
+/// The device lets the page go; the guest's read restores the PTE; the page
+/// is reclaimed and read back by the guest. Returns what the guest reads.
+fn release_reclaim_read(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    page: u64,
+    o: &ExclusiveObs,
+    what: &str,
+) -> DrillResult<u64> {
+    dev.release(o.hva).map_err(dev_err("release"))?;
+    let seen = s.step(0, Op::Read, page)?;
+    let want = o.initial_value + o.device_increments;
+    s.v.check(
+        "value-kept",
+        seen == want,
+        format!("{what}: the guest reads {seen:#x} after the restore, expected {want:#x}"),
+    );
+    page_out(s, page, what)?;
+    s.step(0, Op::Read, page)
+}
+
+pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
+    if swap_devices().is_empty() {
+        return Err(DrillError::Skip(
+            "no active swap device (/proc/swaps): reclaim drills need swap (the lab has zram)"
+                .into(),
+        ));
+    }
+    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
+    let mut dev = ctx.device(&s)?;
+    let n = pages(&s, ctx.cfg.pages).max(5);
+    let (a, b) = (1, 2);
+    let seed = ctx.cfg.seed as u32 & 0xffff;
+    s.step(0, Op::FillRange(n as u32), 0)?;
+
+    // Page A: the VMM writes it while its folio is in the swap cache.
+    // MADV_WILLNEED reads it back into the swap cache with the swap PTE
+    // still exclusive, so the read fault maps it writable and leaves it
+    // there with a valid copy in swap, and the write below only sets the
+    // PTE's dirty bit. The guest must not touch A until the end: KVM marks
+    // folios it maps writable dirty, which would hide a lost dirty bit.
+    let v1 = 0xa100_0000 | seed;
+    s.step(0, Op::Write(v1), a)?;
+    page_out(&mut s, a, "page A")?;
+    let (r, _) = s.host("MADV_WILLNEED page A", |s| {
+        s.madvise(a, 1, libc::MADV_WILLNEED)
+    });
+    r.map_err(host_err("madvise(MADV_WILLNEED)"))?;
+    let seen = s.host_read(a, 0)?;
+    s.v.check(
+        "value-survives-reclaim",
+        seen == v1 as u64,
+        format!("page A: the guest wrote {v1:#x}, paged out and read back {seen:#x}"),
+    );
+    let v2 = 0xa200_0000 | seed;
+    s.host_write(a, 0, v2 as u64)?;
+    let pm = s.pagemap(a)?;
+    let pfn = pm.pfn().filter(|&p| p != 0).ok_or_else(|| {
+        DrillError::Host(format!(
+            "no PFN for page A ({}): run as root",
+            pm.describe()
+        ))
+    })?;
+    let flags = kpageflags(pfn).map_err(host_err("kpageflags"))?;
+    if flags & KPF_SWAPCACHE == 0 || flags & KPF_DIRTY != 0 {
+        return Err(DrillError::Host(format!(
+            "page A: expected a clean folio in the swap cache after swap-in and a VMM write, kpageflags say {flags:#x}"
+        )));
+    }
+    let mut oa = ExclusiveObs {
+        label: "page A: ".into(),
+        expected_at_conversion: Some(v2 as u64),
+        ..Default::default()
+    };
+    convert(&mut s, dev.as_mut(), a, &mut oa)?;
+    let flags = kpageflags(pfn).map_err(host_err("kpageflags"))?;
+    s.v.check(
+        "folio-dirty-kept",
+        flags & KPF_DIRTY != 0,
+        format!("page A: the VMM wrote it (dirty PTE), the device took it, and its folio is clean (kpageflags {flags:#x})"),
+    );
+    check_conversion(&mut s, &oa)?;
+    dev.release(oa.hva).map_err(dev_err("release"))?;
+    // The VMM's read restores the PTE without KVM mapping the page.
+    let seen = s.host_read(a, 0)?;
+    s.v.check(
+        "value-kept",
+        seen == v2 as u64,
+        format!("page A: the VMM reads {seen:#x} after the restore, it wrote {v2:#x}"),
+    );
+    page_out(&mut s, a, "page A")?;
+    let seen = s.step(0, Op::Read, a)?;
+    s.v.check(
+        "value-survives-reclaim",
+        seen == v2 as u64,
+        format!("page A: the VMM wrote {v2:#x} into the swap-cached page before the conversion; after release, restore and reclaim the guest reads {seen:#x}"),
+    );
+
+    // Page B: the device writes too.
+    let v3 = 0xb300_0000 | seed;
+    s.step(0, Op::Write(v3), b)?;
+    let mut ob = ExclusiveObs {
+        label: "page B: ".into(),
+        expected_at_conversion: Some(v3 as u64),
+        ..Default::default()
+    };
+    convert(&mut s, dev.as_mut(), b, &mut ob)?;
+    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations.max(1), &mut ob)?;
+    check_conversion(&mut s, &ob)?;
+    let seen = release_reclaim_read(&mut s, dev.as_mut(), b, &ob, "page B")?;
+    let want = ob.initial_value + ob.device_increments;
+    s.v.check(
+        "value-survives-reclaim",
+        seen == want,
+        format!("page B: the guest wrote {v3:#x}, the device added {}; after release, restore and reclaim it reads {seen:#x}, expected {want:#x}", ob.device_increments),
+    );
+    let bad = s.step(0, Op::CheckRange(1), 0)? + s.step(0, Op::CheckRange((n - 3) as u32), 3)?;
+    s.v.check(
+        "neighbours-intact",
+        bad == 0,
+        format!("{bad} words of neighbouring pages changed"),
+    );
+    s.finish()
+}
