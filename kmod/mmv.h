@@ -82,6 +82,8 @@ struct mmv_ctx {
 
 /* mmv_events.c */
 extern const struct mmu_interval_notifier_ops mmv_mni_ops;
+/* Test mode: private hugetlb VMAs reach make_device_exclusive(). */
+extern bool mmv_test_hugetlb;
 int mmv_events_init(struct mmv_ctx *ctx);
 void mmv_events_fini(struct mmv_ctx *ctx);
 ssize_t mmv_read(struct file *file, char __user *buf, size_t count, loff_t *pos);

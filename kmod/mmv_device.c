@@ -153,9 +153,15 @@ static int mmv_check_vma(struct mm_struct *mm, unsigned long addr)
 
 	if (!vma)
 		return -EFAULT;
-	if (!vma_is_anonymous(vma) || (vma->vm_flags & VM_SHARED) ||
-	    is_vm_hugetlb_page(vma))
+	if (vma->vm_flags & VM_SHARED)
 		return -EOPNOTSUPP;
+	if (is_vm_hugetlb_page(vma)) {
+		/* Test mode: the kernel must refuse it itself. */
+		if (!READ_ONCE(mmv_test_hugetlb))
+			return -EOPNOTSUPP;
+	} else if (!vma_is_anonymous(vma)) {
+		return -EOPNOTSUPP;
+	}
 	if (!(vma->vm_flags & VM_WRITE))
 		return -EACCES;
 	return 0;

@@ -270,6 +270,17 @@ static void __exit mmv_exit(void)
 	misc_deregister(&mmv_misc);
 }
 
+/*
+ * Test mode for the exclusive-hugetlb drill: the kernel itself must refuse
+ * device-exclusive on hugetlb folios (CVE-2025-22034), so let a private
+ * hugetlb VMA past the module's own check and see what the kernel does.
+ * Root only; off by default.
+ */
+bool mmv_test_hugetlb;
+module_param_named(test_hugetlb, mmv_test_hugetlb, bool, 0600);
+MODULE_PARM_DESC(test_hugetlb,
+		 "let private hugetlb VMAs reach make_device_exclusive() (test mode)");
+
 module_init(mmv_init);
 module_exit(mmv_exit);
 MODULE_LICENSE("GPL");

@@ -23,14 +23,15 @@ fi
 for m in /lab/modules/*.ko; do
 	[ -e "$m" ] && { insmod "$m" || echo "[lab] insmod $m failed"; }
 done
-# Swap for the reclaim drills: a loop device over a tmpfs file first (it
-# keeps swap-cache folios the way a disk does), zram after it.
+# Swap for the reclaim drills: a loop device over a tmpfs file, which keeps
+# swap-cache folios the way a disk does. zram only where there is no loop
+# device: it is a synchronous device, whose swap-ins drop the swap cache, so
+# one case of exclusive-reclaim cannot happen on it.
 if [ -e /dev/loop0 ]; then
 	{ dd if=/dev/zero of=/run/swap bs=1M count=64 2>/dev/null && losetup /dev/loop0 /run/swap &&
-		mkswap /dev/loop0 >/dev/null && swapon -p 10 /dev/loop0; } || echo "[lab] cannot set up loop swap"
-fi
-if [ -e /sys/block/zram0/disksize ]; then
-	{ echo 256M > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && swapon -p 5 /dev/zram0; } ||
+		mkswap /dev/loop0 >/dev/null && swapon /dev/loop0; } || echo "[lab] cannot set up loop swap"
+elif [ -e /sys/block/zram0/disksize ]; then
+	{ echo 256M > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && swapon /dev/zram0; } ||
 		echo "[lab] cannot set up zram swap"
 fi
 echo 1 > /proc/sys/kernel/panic_on_oops

@@ -5,6 +5,7 @@ mod exclusive_basic;
 mod exclusive_cow;
 mod exclusive_dirty_log;
 mod exclusive_dontneed;
+mod exclusive_hugetlb;
 mod exclusive_memslot_delete;
 mod exclusive_migrate;
 mod exclusive_mprotect;
@@ -38,6 +39,7 @@ pub static DRILLS: &[Drill] = &[
     d("exclusive-memslot-delete", "the memslot is deleted and re-added while a page is exclusive", MODULE, exclusive_memslot_delete::run),
     d("exclusive-pte-state", "the PTE restored from an exclusive entry: dirty, soft-dirty, read-only after mprotect", MODULE, exclusive_pte_state::run),
     d("exclusive-reclaim", "pages written before and while exclusive survive reclaim to swap (zram) and back", MODULE, exclusive_reclaim::run),
+    d("exclusive-hugetlb", "the kernel refuses make-exclusive on a hugetlb page (EOPNOTSUPP), the mapping stays", MODULE, exclusive_hugetlb::run),
     d("exclusive-dirty-log", "KVM's dirty log records the guest's writes after revocation", MODULE, exclusive_dirty_log::run),
     Drill {
         name: "selftest-stale-dontneed",
