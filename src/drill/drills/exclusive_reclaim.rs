@@ -101,7 +101,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let flags = kpageflags(pfn).map_err(host_err("kpageflags"))?;
     if flags & KPF_SWAPCACHE == 0 || flags & KPF_DIRTY != 0 {
         return Err(DrillError::Host(format!(
-            "page A: expected a clean folio in the swap cache after swap-in and a VMM write, kpageflags say {flags:#x}"
+            "page A: expected a clean folio in the swap cache after swap-in and a VMM write, kpageflags say {flags:#x} (a synchronous swap device such as zram drops the swap cache at swap-in: swap on a disk or loop device)"
         )));
     }
     let mut oa = ExclusiveObs {

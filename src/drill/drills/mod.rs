@@ -10,6 +10,7 @@ mod exclusive_memslot_delete;
 mod exclusive_migrate;
 mod exclusive_mprotect;
 mod exclusive_pte_state;
+mod exclusive_race;
 mod exclusive_reclaim;
 mod exclusive_reconvert;
 mod exclusive_thp;
@@ -39,6 +40,7 @@ pub static DRILLS: &[Drill] = &[
     d("exclusive-memslot-delete", "the memslot is deleted and re-added while a page is exclusive", MODULE, exclusive_memslot_delete::run),
     d("exclusive-pte-state", "the PTE restored from an exclusive entry: dirty, soft-dirty, read-only after mprotect", MODULE, exclusive_pte_state::run),
     d("exclusive-reclaim", "pages written before and while exclusive survive reclaim to swap (zram) and back", MODULE, exclusive_reclaim::run),
+    d("exclusive-race", "host threads convert while vCPUs fault and write on many pages; checked every round", MODULE, exclusive_race::run),
     d("exclusive-hugetlb", "the kernel refuses make-exclusive on a hugetlb page (EOPNOTSUPP), the mapping stays", MODULE, exclusive_hugetlb::run),
     d("exclusive-dirty-log", "KVM's dirty log records the guest's writes after revocation", MODULE, exclusive_dirty_log::run),
     Drill {

@@ -1,0 +1,202 @@
+//! exclusive-race: host threads convert while vCPUs fault and write, on
+//! many pages at once, checked every round. It targets KVM installing a
+//! mapping from a page fault that raced an invalidation (the
+//! mmu_invalidate_seq / retry check): a vCPU's fault resolves the pfn (its
+//! GUP takes the page back from the device), a host thread converts the
+//! page again before the fault installs its SPTE, and the guest then writes
+//! through a mapping of a page the device holds exclusively.
+//!
+//! Each round of a host thread: make-exclusive on one page, two device
+//! reads some time apart; both succeeding with different values means a
+//! guest store landed while the device held the page.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::drill::exclusive::pages;
+use crate::drill::guest::Op;
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::{DrillError, DrillResult, GuestSpec, TraceMode};
+use crate::drill::verdict::Verdict;
+use crate::drill::Ctx;
+use crate::notifier_client::{Access, AccessOp, NotifierClient};
+
+/// Host threads converting.
+const THREADS: usize = 2;
+/// How long the race runs when nothing goes wrong.
+const DURATION: Duration = Duration::from_secs(8);
+/// Increments per guest command (short, so vCPUs move between pages).
+const LOOPS: u32 = 20_000;
+
+#[derive(Default)]
+struct Tally {
+    conversions: u64,
+    rounds: u64,
+    /// (page, first read, second read) of the first violations.
+    violations: Vec<(u64, u64, u64)>,
+    errors: Vec<String>,
+}
+
+fn converter(
+    dev: NotifierClient,
+    hvas: Vec<(u64, u64)>,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+) {
+    let mut local = Tally::default();
+    'outer: while !stop.load(Ordering::Relaxed) {
+        for &(page, hva) in &hvas {
+            if stop.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            local.rounds += 1;
+            match dev.make_exclusive(hva, 1) {
+                Ok(n) => local.conversions += n,
+                Err(e) if e.errno() == Some(libc::EBUSY) => continue,
+                Err(e) => {
+                    local.errors.push(format!("make-exclusive: {e}"));
+                    break 'outer;
+                }
+            }
+            let r1 = dev.device_access(hva, AccessOp::Read);
+            std::thread::sleep(Duration::from_micros(200));
+            let r2 = dev.device_access(hva, AccessOp::Read);
+            if let (Ok(Access::Done(a)), Ok(Access::Done(b))) = (&r1, &r2) {
+                if a != b {
+                    local.violations.push((page, *a, *b));
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            if let Err(e) = dev.release(hva, 1) {
+                local.errors.push(format!("release: {e}"));
+                break 'outer;
+            }
+        }
+    }
+    if let Ok(mut t) = tally.lock() {
+        t.conversions += local.conversions;
+        t.rounds += local.rounds;
+        t.violations.extend(local.violations);
+        t.errors.extend(local.errors);
+    }
+}
+
+pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
+    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::Off)?;
+    // Opened for the skip and attach checks; the threads use their own.
+    drop(ctx.device(&s)?);
+    let n = pages(&s, ctx.cfg.pages.max(16));
+    let vcpus = s.nr_vcpus();
+    for p in 0..n {
+        s.step(0, Op::Write(0), p)?;
+    }
+    let regions = s.guest().regions();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut threads = Vec::new();
+    for t in 0..THREADS {
+        let dev = NotifierClient::open().map_err(|e| DrillError::Host(e.to_string()))?;
+        for r in &regions {
+            dev.attach(r.hva, r.len)
+                .map_err(|e| DrillError::Host(format!("attach: {e}")))?;
+        }
+        let mut hvas = Vec::new();
+        for p in (t as u64..n).step_by(THREADS) {
+            hvas.push((p, s.hva(p)?));
+        }
+        let (stop, tally) = (stop.clone(), tally.clone());
+        threads.push(std::thread::spawn(move || {
+            converter(dev, hvas, stop, tally)
+        }));
+    }
+    // vCPU v walks the pages v, v + vcpus, ...; every command is a burst of
+    // atomic increments on one page.
+    let mut incs = vec![0u64; n as usize];
+    let mut next: Vec<u64> = (0..vcpus as u64).collect();
+    let mut on: Vec<u64> = vec![0; vcpus];
+    let t0 = Instant::now();
+    let mut result = Ok(());
+    'drive: while t0.elapsed() < DURATION && !stop.load(Ordering::Relaxed) {
+        for v in 0..vcpus {
+            if !s.busy(v) {
+                let p = next[v] % n;
+                if let Err(e) = s.issue(v, Op::AtomicIncLoop(LOOPS), p) {
+                    result = Err(e);
+                    break 'drive;
+                }
+                on[v] = p;
+                next[v] += vcpus as u64;
+            }
+            match s.try_collect(v) {
+                Ok(Some(_)) => incs[on[v] as usize] += LOOPS as u64,
+                Ok(None) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break 'drive;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    result?;
+    for v in 0..vcpus {
+        if s.busy(v) {
+            s.collect(v)?;
+            incs[on[v] as usize] += LOOPS as u64;
+        }
+    }
+    let tally = std::mem::take(
+        &mut *tally
+            .lock()
+            .map_err(|_| DrillError::Host("a converter thread panicked".into()))?,
+    );
+    if let Some(e) = tally.errors.first() {
+        return Err(DrillError::Host(format!("converter thread: {e}")));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    s.v.figure("seconds", secs);
+    s.v.figure("rounds", tally.rounds as f64);
+    s.v.figure("conversions", tally.conversions as f64);
+    s.v.figure("guest_increments", incs.iter().sum::<u64>() as f64);
+    if tally.conversions == 0 || incs.iter().all(|&i| i == 0) {
+        return Err(DrillError::Host(format!(
+            "nothing raced: {} conversions, {} guest increments in {secs:.1} s",
+            tally.conversions,
+            incs.iter().sum::<u64>()
+        )));
+    }
+    let detail = tally
+        .violations
+        .first()
+        .map(|(p, a, b)| {
+            format!(
+                "page {p}: the device read {a:#x} then {b:#x} while it held the page exclusively: a guest store landed through a stale KVM mapping ({} violations, {} conversions in {secs:.1} s)",
+                tally.violations.len(),
+                tally.conversions
+            )
+        })
+        .unwrap_or_default();
+    s.v.check(
+        "no-guest-write-while-exclusive",
+        tally.violations.is_empty(),
+        detail,
+    );
+    let mut lost = Vec::new();
+    for p in 0..n {
+        let got = s.step(0, Op::Read, p)?;
+        if got != incs[p as usize] {
+            lost.push(format!("page {p}: {got} != {}", incs[p as usize]));
+        }
+    }
+    s.v.check(
+        "nothing-lost-concurrent",
+        lost.is_empty(),
+        format!("counters after the race: {}", lost.join(", ")),
+    );
+    s.finish()
+}
