@@ -109,10 +109,12 @@ pub enum GuestError {
 }
 
 impl GuestError {
-    /// The guest stopped because KVM_RUN failed with EFAULT: KVM could not
-    /// map the page for the access (e.g. a write to a read-only VMA).
-    pub fn is_efault(&self) -> bool {
-        matches!(self, GuestError::Stopped(s) if s.contains("KVM_RUN failed") && s.contains("(os error 14)"))
+    /// The guest stopped because KVM refused to map a page for a write:
+    /// KVM_RUN failed with EFAULT (e.g. a write to a read-only VMA), or a
+    /// KVM without that error path reported the write as MMIO.
+    pub fn is_refused_write(&self) -> bool {
+        matches!(self, GuestError::Stopped(s) if (s.contains("KVM_RUN failed") && s.contains("(os error 14)"))
+            || s.contains("unhandled MMIO write"))
     }
 }
 

@@ -79,9 +79,9 @@ pub enum DrillError {
 pub type DrillResult<T> = Result<T, DrillError>;
 
 impl DrillError {
-    /// See [`GuestError::is_efault`].
-    pub fn is_efault(&self) -> bool {
-        matches!(self, DrillError::Guest(g) if g.is_efault())
+    /// See [`GuestError::is_refused_write`].
+    pub fn is_refused_write(&self) -> bool {
+        matches!(self, DrillError::Guest(g) if g.is_refused_write())
     }
 }
 

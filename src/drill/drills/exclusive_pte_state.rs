@@ -162,7 +162,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
                 format!("page B was made read-only while the device held it; after the restore the guest's write of {v3:#x} completed (host page holds {host:#x}): the restored PTE is writable"),
             );
         }
-        Err(e) if !e.is_efault() => return Err(e),
+        Err(e) if !e.is_refused_write() => return Err(e),
         Err(_) => {
             s.v.check(
                 "read-only-after-restore",

@@ -71,7 +71,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
                 "the guest's write to a read-only page completed (KVM must fail it with EFAULT)",
             );
         }
-        Err(e) if !e.is_efault() => return Err(e),
+        Err(e) if !e.is_refused_write() => return Err(e),
         Err(e) => {
             s.v.note(format!(
                 "guest write to the read-only page stopped the guest as expected: {e}"
