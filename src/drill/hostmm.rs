@@ -187,30 +187,6 @@ pub fn numa_nodes() -> Vec<i32> {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forked_reader_sees_its_cow_copy() {
-        let mut v = Box::new(5u64);
-        let hva = &mut *v as *mut u64 as u64;
-        let mut child = ForkedReader::spawn(hva).expect("fork");
-        // SAFETY: our own box.
-        unsafe { std::ptr::write_volatile(hva as *mut u64, 6) };
-        assert_eq!(child.read().expect("child"), 5);
-        assert_eq!(*v, 6);
-    }
-
-    #[test]
-    fn parses_node_list() {
-        assert!(
-            !numa_nodes().is_empty()
-                || !std::path::Path::new("/sys/devices/system/node/online").exists()
-        );
-    }
-}
-
 /// /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h).
 pub const KPF_DIRTY: u64 = 1 << 4;
 pub const KPF_SWAPCACHE: u64 = 1 << 13;
@@ -234,4 +210,28 @@ pub fn swap_devices() -> Vec<String> {
     std::fs::read_to_string("/proc/swaps")
         .map(|s| s.lines().skip(1).map(|l| l.to_string()).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forked_reader_sees_its_cow_copy() {
+        let mut v = Box::new(5u64);
+        let hva = &mut *v as *mut u64 as u64;
+        let mut child = ForkedReader::spawn(hva).expect("fork");
+        // SAFETY: our own box.
+        unsafe { std::ptr::write_volatile(hva as *mut u64, 6) };
+        assert_eq!(child.read().expect("child"), 5);
+        assert_eq!(*v, 6);
+    }
+
+    #[test]
+    fn parses_node_list() {
+        assert!(
+            !numa_nodes().is_empty()
+                || !std::path::Path::new("/sys/devices/system/node/online").exists()
+        );
+    }
 }

@@ -19,20 +19,28 @@ use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, Sessio
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 
-/// MADV_PAGEOUT on `page`; the page must then be in swap.
+/// MADV_PAGEOUT on `page`; the page must then be in swap. MADV_PAGEOUT is
+/// best effort (a folio still in a per-CPU LRU batch, or briefly isolated,
+/// is skipped), so it is asked again a few times.
 fn page_out(s: &mut Session, page: u64, what: &str) -> DrillResult<()> {
-    let (r, _) = s.host(&format!("MADV_PAGEOUT {what}"), |s| {
-        s.madvise(page, 1, libc::MADV_PAGEOUT)
-    });
-    r.map_err(host_err("madvise(MADV_PAGEOUT)"))?;
-    let pm = s.pagemap(page)?;
-    if !pm.swapped() || pm.present() {
-        return Err(DrillError::Host(format!(
-            "MADV_PAGEOUT did not reclaim {what}: pagemap says {}",
-            pm.describe()
-        )));
+    let mut pm = s.pagemap(page)?;
+    for attempt in 0..10 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (r, _) = s.host(&format!("MADV_PAGEOUT {what}"), |s| {
+            s.madvise(page, 1, libc::MADV_PAGEOUT)
+        });
+        r.map_err(host_err("madvise(MADV_PAGEOUT)"))?;
+        pm = s.pagemap(page)?;
+        if pm.swapped() && !pm.present() {
+            return Ok(());
+        }
     }
-    Ok(())
+    Err(DrillError::Host(format!(
+        "MADV_PAGEOUT did not reclaim {what} in 10 tries: pagemap says {}",
+        pm.describe()
+    )))
 }
 
 /// The device lets the page go; the guest's read restores the PTE; the page
