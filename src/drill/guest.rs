@@ -199,6 +199,10 @@ impl PageState {
     pub fn soft_dirty(self) -> bool {
         self.raw & (1 << 55) != 0
     }
+    /// PM_UFFD_WP: write-protected by userfaultfd (present or swap).
+    pub fn uffd_wp(self) -> bool {
+        self.raw & (1 << 57) != 0
+    }
     /// PFN (0 unless root).
     pub fn pfn(self) -> Option<u64> {
         self.present().then_some(self.raw & ((1 << 55) - 1))

@@ -212,6 +212,56 @@ pub fn swap_devices() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A userfaultfd registered for write protection on one range
+/// (include/uapi/linux/userfaultfd.h); closing it unregisters.
+pub struct UffdWp {
+    fd: std::os::fd::OwnedFd,
+    start: u64,
+    len: u64,
+}
+
+const UFFD_API: u64 = 0xaa;
+const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
+const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00;
+const UFFDIO_WRITEPROTECT: libc::c_ulong = 0xc018_aa06;
+const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
+
+impl UffdWp {
+    /// userfaultfd(2) + UFFDIO_API + UFFDIO_REGISTER(MODE_WP) on `[start, start + len)`.
+    pub fn register(start: u64, len: u64) -> io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscall; a valid fd or -1 comes back.
+        let raw =
+            unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) };
+        let raw = cvt(raw as libc::c_int)?;
+        // SAFETY: raw is a fresh fd that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let u = UffdWp { fd, start, len };
+        let mut api = [UFFD_API, 0, 0];
+        u.ioctl(UFFDIO_API, api.as_mut_ptr())?;
+        // struct uffdio_register { range { start, len }, mode, ioctls }
+        let mut reg = [start, len, UFFDIO_REGISTER_MODE_WP, 0];
+        u.ioctl(UFFDIO_REGISTER, reg.as_mut_ptr())?;
+        Ok(u)
+    }
+
+    /// UFFDIO_WRITEPROTECT on the whole range: set (`wp`) or resolve.
+    pub fn protect(&self, wp: bool) -> io::Result<()> {
+        let mode = if wp { UFFDIO_WRITEPROTECT_MODE_WP } else { 0 };
+        // struct uffdio_writeprotect { range { start, len }, mode }
+        let mut arg = [self.start, self.len, mode];
+        self.ioctl(UFFDIO_WRITEPROTECT, arg.as_mut_ptr())
+    }
+
+    fn ioctl(&self, req: libc::c_ulong, arg: *mut u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `arg` points at a u64 array laid out as the uapi struct
+        // of `req` and lives across the call.
+        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), req, arg) }).map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,13 +7,15 @@
 //! restores the PTE pagemap must still say soft-dirty.
 //! Page C: the VMM writes it (dirty PTE, clean folio), the device takes it:
 //! the folio must then be dirty (the PTE's dirty bit moved to the folio).
+//! Page D: write-protected with userfaultfd while the device holds it: the
+//! entry and then the restored PTE must keep uffd-wp.
 //! Page B: the device takes it, the host makes it read-only (mprotect), the
 //! guest's read restores it. A guest write must then fail (KVM_RUN EFAULT)
 //! and leave the page as it was.
 
 use crate::drill::exclusive::{check_conversion, convert, dev_err, pages, INITIAL};
 use crate::drill::guest::Op;
-use crate::drill::hostmm::{clear_soft_dirty, kpageflags, KPF_DIRTY};
+use crate::drill::hostmm::{clear_soft_dirty, kpageflags, UffdWp, KPF_DIRTY};
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, TraceMode};
 use crate::drill::verdict::{ExclusiveObs, Verdict};
@@ -22,7 +24,7 @@ use crate::drill::Ctx;
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
     let mut dev = ctx.device(&s)?;
-    let n = pages(&s, ctx.cfg.pages).max(5).min(s.max_pages() - 1);
+    let n = pages(&s, ctx.cfg.pages).max(6).min(s.max_pages() - 1);
     let (a, b) = (1, 2);
     let seed = ctx.cfg.seed as u32 & 0xffff;
     s.step(0, Op::FillRange(n as u32), 0)?;
@@ -110,6 +112,47 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     );
     check_conversion(&mut s, &oc)?;
 
+    // Page D: write-protected with userfaultfd while held; the restored
+    // PTE must keep uffd-wp (else the next write bypasses the tracker).
+    let d = 3;
+    let vd = 0xd000_0000 | seed;
+    s.step(0, Op::Write(vd), d)?;
+    let uffd = UffdWp::register(s.hva(d)?, 4096).map_err(host_err("userfaultfd register (WP)"))?;
+    let mut od = ExclusiveObs {
+        label: "page D: ".into(),
+        expected_at_conversion: Some(vd as u64),
+        ..Default::default()
+    };
+    convert(&mut s, dev.as_mut(), d, &mut od)?;
+    let (r, _) = s.host("UFFDIO_WRITEPROTECT", |_| uffd.protect(true));
+    r.map_err(host_err("UFFDIO_WRITEPROTECT"))?;
+    let held = s.pagemap(d)?;
+    s.v.check(
+        "uffd-wp-kept",
+        held.uffd_wp(),
+        format!("UFFDIO_WRITEPROTECT on page D while the device held it: pagemap says {} without uffd-wp", held.describe()),
+    );
+    let seen = s.step(0, Op::Read, d)?;
+    let restored = s.pagemap(d)?;
+    s.v.check(
+        "uffd-wp-kept",
+        restored.present() && restored.uffd_wp(),
+        format!(
+            "after the guest's read restored page D, write-protected with userfaultfd while the device held it, pagemap says {} uffd-wp={}",
+            restored.describe(),
+            restored.uffd_wp()
+        ),
+    );
+    s.v.check(
+        "value-kept",
+        seen == vd as u64,
+        format!("the guest reads {seen:#x} from page D after the restore, it wrote {vd:#x}"),
+    );
+    check_conversion(&mut s, &od)?;
+    let (r, _) = s.host("UFFDIO_WRITEPROTECT (resolve)", |_| uffd.protect(false));
+    r.map_err(host_err("UFFDIO_WRITEPROTECT"))?;
+    drop(uffd);
+
     // Page B: read-only while held, read-only after the restore.
     let vb = 0x7b00_0000 | seed;
     s.step(0, Op::Write(vb), b)?;
@@ -144,7 +187,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     );
     check_conversion(&mut s, &ob)?;
     // Neighbours before the last step, which stops the guest.
-    let bad = s.step(0, Op::CheckRange(1), 0)? + s.step(0, Op::CheckRange((n - 3) as u32), 3)?;
+    let bad = s.step(0, Op::CheckRange(1), 0)? + s.step(0, Op::CheckRange((n - 4) as u32), 4)?;
     s.v.check(
         "neighbours-intact",
         bad == 0,
