@@ -29,6 +29,9 @@ enum Cmd {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(commands::bench::BenchCmd),
+    /// (internal) the exclusive-hugetlb drill's child process.
+    #[command(name = "__hugetlb-probe", hide = true)]
+    HugetlbProbe,
 }
 
 fn main() {
@@ -39,6 +42,7 @@ fn main() {
         Cmd::Lab(a) => commands::lab::exec(a),
         Cmd::Drill(a) => commands::drill::exec(a),
         Cmd::Bench(a) => commands::bench::exec(a),
+        Cmd::HugetlbProbe => Ok(mmuvisor::drill::drills::hugetlb_probe()),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -22,6 +22,9 @@ mod thp_collapse;
 
 use crate::drill::{d, Backend, Drill, MODULE, NOTHING, PLAIN};
 
+/// The child process of exclusive-hugetlb (`mmuvisor __hugetlb-probe`).
+pub use exclusive_hugetlb::probe as hugetlb_probe;
+
 /// Every drill, in `all` order.
 pub static DRILLS: &[Drill] = &[
     d("dontneed", "MADV_DONTNEED on a guest page: KVM unmaps it, the guest sees a zero page", PLAIN, dontneed::run),
