@@ -57,6 +57,7 @@ fn lab(kernel: &KernelArgs, command: Vec<String>) -> session::LabRun {
         command,
         no_kmod: true,
         keep_out: None,
+        console_to_stderr: false,
     }
 }
 

@@ -136,6 +136,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 command,
                 no_kmod,
                 keep_out: None,
+                console_to_stderr: false,
             };
             match session::run(&req) {
                 Ok(code) => Ok(code),

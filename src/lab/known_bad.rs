@@ -238,6 +238,7 @@ fn run_column(req: &MatrixRun, fixture: Option<Fixture>) -> Result<Column, LabEr
         ],
         no_kmod: false,
         keep_out: Some(out.clone()),
+        console_to_stderr: true,
     };
     let results = match session::run(&run) {
         Ok(_) => std::fs::read_to_string(out.join("drills.ktap"))

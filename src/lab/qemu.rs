@@ -24,6 +24,9 @@ pub struct LabVm {
     pub timeout: Duration,
     /// Extra kernel command line.
     pub append: String,
+    /// Copy the console to stderr instead of stdout (the caller's stdout
+    /// carries its own report).
+    pub console_to_stderr: bool,
 }
 
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
@@ -175,18 +178,22 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
     let mut child = cmd
         .spawn()
         .map_err(|e| LabError::io("cannot start", "qemu-system-x86_64", e))?;
+    let to_stderr = vm.console_to_stderr;
     let console = child.stdout.take().map(|out| {
         std::thread::spawn(move || {
-            let stdout = std::io::stdout();
+            let mut sink: Box<dyn Write> = if to_stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            };
             for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
                 let line = line.strip_suffix(b"\r").unwrap_or(&line);
                 if is_power_down(line) {
                     continue;
                 }
-                let mut lock = stdout.lock();
-                let _ = lock.write_all(line);
-                let _ = lock.write_all(b"\n");
-                let _ = lock.flush();
+                let _ = sink.write_all(line);
+                let _ = sink.write_all(b"\n");
+                let _ = sink.flush();
             }
         })
     });

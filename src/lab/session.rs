@@ -18,6 +18,8 @@ pub struct LabRun {
     pub no_kmod: bool,
     /// Copy what the command left in the lab's /lab/out here afterwards.
     pub keep_out: Option<PathBuf>,
+    /// The lab's console goes to stderr, not stdout.
+    pub console_to_stderr: bool,
 }
 
 /// A temporary folder removed on drop.
@@ -125,6 +127,7 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         out_dir: out_dir.clone(),
         timeout: req.timeout,
         append: String::new(),
+        console_to_stderr: req.console_to_stderr,
     });
     if let Ok(dest) = std::env::var("MMUVISOR_LAB_DMESG") {
         let _ = std::fs::copy(out_dir.join("dmesg"), dest);
