@@ -205,6 +205,16 @@ pub fn clear_soft_dirty() -> io::Result<()> {
     std::fs::write("/proc/self/clear_refs", "4")
 }
 
+/// Page faults this thread took that needed no I/O (getrusage
+/// RUSAGE_THREAD ru_minflt): a write to a read-only PTE counts one.
+pub fn thread_minor_faults() -> io::Result<i64> {
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is a valid, writable rusage.
+    cvt(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) })?;
+    Ok(ru.ru_minflt)
+}
+
 /// Active swap devices (/proc/swaps after its header line).
 pub fn swap_devices() -> Vec<String> {
     std::fs::read_to_string("/proc/swaps")

@@ -2,6 +2,8 @@
 //! device-exclusive page back must carry the state the converted PTE had,
 //! and the permissions the VMA has now.
 //!
+//! Page E: taken back by the guest's read, the PTE must be writable again
+//! where the VMA allows it (a write by the VMM takes no fault).
 //! Page A: clear_refs, the guest writes it (soft-dirty), the device takes
 //! it. While held the entry must be soft-dirty, and after the guest's read
 //! restores the PTE pagemap must still say soft-dirty.
@@ -15,7 +17,7 @@
 
 use crate::drill::exclusive::{check_conversion, convert, dev_err, pages, INITIAL};
 use crate::drill::guest::Op;
-use crate::drill::hostmm::{clear_soft_dirty, kpageflags, UffdWp, KPF_DIRTY};
+use crate::drill::hostmm::{clear_soft_dirty, kpageflags, thread_minor_faults, UffdWp, KPF_DIRTY};
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, TraceMode};
 use crate::drill::verdict::{ExclusiveObs, Verdict};
@@ -24,10 +26,49 @@ use crate::drill::Ctx;
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
     let mut dev = ctx.device(&s)?;
-    let n = pages(&s, ctx.cfg.pages).max(6).min(s.max_pages() - 1);
+    let n = pages(&s, ctx.cfg.pages).max(7).min(s.max_pages() - 1);
     let (a, b) = (1, 2);
     let seed = ctx.cfg.seed as u32 & 0xffff;
     s.step(0, Op::FillRange(n as u32), 0)?;
+
+    // Page E: taken back with a read, the PTE must be writable again (the
+    // VMA allows it and the page is exclusively ours): the VMM's write
+    // then takes no fault. Before clear_refs, which makes soft-dirty
+    // tracking want write faults.
+    let e = 4;
+    let ve = 0xe000_0000 | seed;
+    s.step(0, Op::Write(ve), e)?;
+    for vcpu in 0..s.nr_vcpus() {
+        s.step(vcpu, Op::Read, e)?;
+    }
+    let mut oe = ExclusiveObs {
+        label: "page E: ".into(),
+        expected_at_conversion: Some(ve as u64),
+        ..Default::default()
+    };
+    convert(&mut s, dev.as_mut(), e, &mut oe)?;
+    let seen = s.step(0, Op::Read, e)?;
+    s.v.check(
+        "value-kept",
+        seen == ve as u64,
+        format!("the guest reads {seen:#x} from page E after the restore, it wrote {ve:#x}"),
+    );
+    let pm = s.pagemap(e)?;
+    if !pm.present() {
+        return Err(DrillError::Host(format!(
+            "the guest's read did not bring page E back: pagemap says {}",
+            pm.describe()
+        )));
+    }
+    let before = thread_minor_faults().map_err(host_err("getrusage"))?;
+    s.host_write(e, 1, 0x5eed)?;
+    let faults = thread_minor_faults().map_err(host_err("getrusage"))? - before;
+    s.v.check(
+        "writable-after-restore",
+        faults == 0,
+        format!("the VMM's write to page E, restored by a read in a writable VMA, took {faults} page fault(s): the restored PTE is read-only"),
+    );
+    check_conversion(&mut s, &oe)?;
 
     // Page A: soft-dirty and dirty.
     let va = 0x5d00_0000 | seed;
@@ -187,7 +228,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     );
     check_conversion(&mut s, &ob)?;
     // Neighbours before the last step, which stops the guest.
-    let bad = s.step(0, Op::CheckRange(1), 0)? + s.step(0, Op::CheckRange((n - 4) as u32), 4)?;
+    let bad = s.step(0, Op::CheckRange(1), 0)? + s.step(0, Op::CheckRange((n - 5) as u32), 5)?;
     s.v.check(
         "neighbours-intact",
         bad == 0,
