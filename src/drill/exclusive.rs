@@ -4,10 +4,10 @@
 
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
 use crate::drill::guest::{page_gpa, Op, PAGE_SIZE};
-use crate::drill::report::timeline::Lane;
+use crate::drill::report::timeline::{Lane, Timeline};
 use crate::drill::session::{DrillError, DrillResult, Session};
 use crate::drill::verdict::{
-    exclusive_window, judge_conversion, judge_exclusive, ExclusiveObs, Window,
+    exclusive_window, judge_conversion, judge_exclusive, ExclusiveObs, Verdict, Window,
 };
 use crate::secondary_mmu::now_ns;
 
@@ -225,6 +225,44 @@ pub fn conclude(s: &mut Session, page: u64, n: u64, mut o: ExclusiveObs) -> Dril
         (o.conversion.end_ns - o.conversion.start_ns) as f64 / 1e3,
     );
     Ok(())
+}
+
+/// The common end of an exclusive drill: the guest's first access on
+/// vCPU 0 ([`guest_touch`], `iterations` increments), [`conclude`], and
+/// the session's verdict.
+pub fn touch_and_finish(
+    mut s: Session,
+    dev: &mut dyn ExclusiveDevice,
+    page: u64,
+    n: u64,
+    mut o: ExclusiveObs,
+) -> DrillResult<(Verdict, Timeline)> {
+    let k = s.cfg.iterations.max(1);
+    guest_touch(&mut s, dev, page, 0, k, &mut o)?;
+    conclude(&mut s, page, n, o)?;
+    s.finish()
+}
+
+/// The guest writes `value` to `page` and every vCPU reads it (so KVM maps
+/// it on each), then the device takes it: the device must read `value`.
+pub fn write_and_convert(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    page: u64,
+    value: u32,
+    label: &str,
+) -> DrillResult<ExclusiveObs> {
+    s.step(0, Op::Write(value), page)?;
+    for vcpu in 0..s.nr_vcpus() {
+        s.step(vcpu, Op::Read, page)?;
+    }
+    let mut o = ExclusiveObs {
+        label: label.to_string(),
+        expected_at_conversion: Some(value as u64),
+        ..Default::default()
+    };
+    convert(s, dev, page, &mut o)?;
+    Ok(o)
 }
 
 /// Pages the exclusive drills use.

@@ -1,9 +1,7 @@
 //! exclusive-basic: convert one page the guest has mapped writable; the
 //! device increments it; the guest's increments must revoke the device.
 
-use crate::drill::exclusive::{
-    anchored, conclude, convert, device_work, guest_touch, pages, setup,
-};
+use crate::drill::exclusive::{anchored, convert, device_work, pages, setup, touch_and_finish};
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillResult, TraceMode};
@@ -18,14 +16,5 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut o = anchored();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
-    guest_touch(
-        &mut s,
-        dev.as_mut(),
-        page,
-        0,
-        ctx.cfg.iterations.max(1),
-        &mut o,
-    )?;
-    conclude(&mut s, page, n, o)?;
-    s.finish()
+    touch_and_finish(s, dev.as_mut(), page, n, o)
 }

@@ -3,9 +3,7 @@
 //! next access must still go through the host page tables and revoke the
 //! device.
 
-use crate::drill::exclusive::{
-    anchored, conclude, convert, device_work, guest_touch, pages, setup,
-};
+use crate::drill::exclusive::{anchored, convert, device_work, pages, setup, touch_and_finish};
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillResult, TraceMode};
@@ -24,14 +22,5 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         s.guest_mut().recreate_memslots()
     });
     r?;
-    guest_touch(
-        &mut s,
-        dev.as_mut(),
-        page,
-        0,
-        ctx.cfg.iterations.max(1),
-        &mut o,
-    )?;
-    conclude(&mut s, page, n, o)?;
-    s.finish()
+    touch_and_finish(s, dev.as_mut(), page, n, o)
 }

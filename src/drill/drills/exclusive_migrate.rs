@@ -3,9 +3,7 @@
 //! not keep access to a page the CPU uses, and the guest must see the
 //! device's value and keep its own increments.
 
-use crate::drill::exclusive::{
-    anchored, conclude, convert, device_work, guest_touch, pages, setup,
-};
+use crate::drill::exclusive::{anchored, convert, device_work, pages, setup, touch_and_finish};
 use crate::drill::hostmm::numa_nodes;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
@@ -86,14 +84,5 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         "move_pages returned {rc}, page status {status} ({what})"
     ));
     s.v.figure("move_pages_status", status as f64);
-    guest_touch(
-        &mut s,
-        dev.as_mut(),
-        page,
-        0,
-        ctx.cfg.iterations.max(1),
-        &mut o,
-    )?;
-    conclude(&mut s, page, n, o)?;
-    s.finish()
+    touch_and_finish(s, dev.as_mut(), page, n, o)
 }

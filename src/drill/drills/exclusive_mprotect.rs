@@ -3,7 +3,7 @@
 //! writable again and the guest's increments revoke the device.
 
 use crate::drill::exclusive::{
-    anchored, conclude, convert, dev_err, device_work, guest_touch, pages, setup,
+    anchored, convert, dev_err, device_work, pages, setup, touch_and_finish,
 };
 use crate::drill::guest::Op;
 use crate::drill::report::timeline::Timeline;
@@ -37,14 +37,5 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         s.mprotect(page, 1, libc::PROT_READ | libc::PROT_WRITE)
     });
     r.map_err(host_err("mprotect"))?;
-    guest_touch(
-        &mut s,
-        dev.as_mut(),
-        page,
-        0,
-        ctx.cfg.iterations.max(1),
-        &mut o,
-    )?;
-    conclude(&mut s, page, n, o)?;
-    s.finish()
+    touch_and_finish(s, dev.as_mut(), page, n, o)
 }

@@ -15,7 +15,9 @@
 //! guest's read restores it. A guest write must then fail (KVM_RUN EFAULT)
 //! and leave the page as it was.
 
-use crate::drill::exclusive::{check_conversion, convert, dev_err, pages, INITIAL};
+use crate::drill::exclusive::{
+    check_conversion, convert, dev_err, pages, write_and_convert, INITIAL,
+};
 use crate::drill::guest::Op;
 use crate::drill::hostmm::{clear_soft_dirty, kpageflags, thread_minor_faults, UffdWp, KPF_DIRTY};
 use crate::drill::report::timeline::Timeline;
@@ -37,16 +39,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     // tracking want write faults.
     let e = 4;
     let ve = 0xe000_0000 | seed;
-    s.step(0, Op::Write(ve), e)?;
-    for vcpu in 0..s.nr_vcpus() {
-        s.step(vcpu, Op::Read, e)?;
-    }
-    let mut oe = ExclusiveObs {
-        label: "page E: ".into(),
-        expected_at_conversion: Some(ve as u64),
-        ..Default::default()
-    };
-    convert(&mut s, dev.as_mut(), e, &mut oe)?;
+    let oe = write_and_convert(&mut s, dev.as_mut(), e, ve, "page E: ")?;
     let seen = s.step(0, Op::Read, e)?;
     s.v.check(
         "value-kept",
@@ -157,14 +150,8 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     // PTE must keep uffd-wp (else the next write bypasses the tracker).
     let d = 3;
     let vd = 0xd000_0000 | seed;
-    s.step(0, Op::Write(vd), d)?;
     let uffd = UffdWp::register(s.hva(d)?, 4096).map_err(host_err("userfaultfd register (WP)"))?;
-    let mut od = ExclusiveObs {
-        label: "page D: ".into(),
-        expected_at_conversion: Some(vd as u64),
-        ..Default::default()
-    };
-    convert(&mut s, dev.as_mut(), d, &mut od)?;
+    let od = write_and_convert(&mut s, dev.as_mut(), d, vd, "page D: ")?;
     let (r, _) = s.host("UFFDIO_WRITEPROTECT", |_| uffd.protect(true));
     r.map_err(host_err("UFFDIO_WRITEPROTECT"))?;
     let held = s.pagemap(d)?;
@@ -196,16 +183,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
 
     // Page B: read-only while held, read-only after the restore.
     let vb = 0x7b00_0000 | seed;
-    s.step(0, Op::Write(vb), b)?;
-    for vcpu in 0..s.nr_vcpus() {
-        s.step(vcpu, Op::Read, b)?;
-    }
-    let mut ob = ExclusiveObs {
-        label: "page B: ".into(),
-        expected_at_conversion: Some(vb as u64),
-        ..Default::default()
-    };
-    convert(&mut s, dev.as_mut(), b, &mut ob)?;
+    let ob = write_and_convert(&mut s, dev.as_mut(), b, vb, "page B: ")?;
     let (r, _) = s.host("mprotect(PROT_READ)", |s| s.mprotect(b, 1, libc::PROT_READ));
     r.map_err(host_err("mprotect"))?;
     let _ = dev.query(ob.hva).map_err(dev_err("query"))?;

@@ -11,7 +11,9 @@
 //! same release, restore, page-out and read.
 
 use crate::drill::device::ExclusiveDevice;
-use crate::drill::exclusive::{check_conversion, convert, dev_err, device_work, pages};
+use crate::drill::exclusive::{
+    check_conversion, convert, dev_err, device_work, pages, write_and_convert,
+};
 use crate::drill::guest::Op;
 use crate::drill::hostmm::{kpageflags, swap_devices, KPF_DIRTY, KPF_SWAPCACHE};
 use crate::drill::report::timeline::Timeline;
@@ -143,13 +145,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
 
     // Page B: the device writes too.
     let v3 = 0xb300_0000 | seed;
-    s.step(0, Op::Write(v3), b)?;
-    let mut ob = ExclusiveObs {
-        label: "page B: ".into(),
-        expected_at_conversion: Some(v3 as u64),
-        ..Default::default()
-    };
-    convert(&mut s, dev.as_mut(), b, &mut ob)?;
+    let mut ob = write_and_convert(&mut s, dev.as_mut(), b, v3, "page B: ")?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations.max(1), &mut ob)?;
     check_conversion(&mut s, &ob)?;
     let seen = release_reclaim_read(&mut s, dev.as_mut(), b, &ob, "page B")?;

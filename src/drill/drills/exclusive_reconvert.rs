@@ -4,8 +4,8 @@
 
 use crate::drill::device::Held;
 use crate::drill::exclusive::{
-    anchored, check_conversion, conclude, convert, dev_err, device_work, guest_touch,
-    note_revocations, pages, setup,
+    anchored, check_conversion, convert, dev_err, device_work, note_revocations, pages, setup,
+    touch_and_finish,
 };
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::GuestSpec;
@@ -52,14 +52,5 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         ),
     );
     device_work(&mut s, second.as_mut(), ctx.cfg.iterations, &mut o2)?;
-    guest_touch(
-        &mut s,
-        second.as_mut(),
-        page,
-        0,
-        ctx.cfg.iterations.max(1),
-        &mut o2,
-    )?;
-    conclude(&mut s, page, n, o2)?;
-    s.finish()
+    touch_and_finish(s, second.as_mut(), page, n, o2)
 }
