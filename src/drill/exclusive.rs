@@ -5,10 +5,11 @@
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
 use crate::drill::guest::{page_gpa, Op, PAGE_SIZE};
 use crate::drill::report::timeline::{Lane, Timeline};
-use crate::drill::session::{DrillError, DrillResult, Session};
+use crate::drill::session::{DrillError, DrillResult, GuestSpec, Session, TraceMode};
 use crate::drill::verdict::{
     exclusive_window, judge_conversion, judge_exclusive, ExclusiveObs, Verdict, Window,
 };
+use crate::drill::Ctx;
 use crate::secondary_mmu::now_ns;
 
 /// Initial counter value of the page under test.
@@ -225,6 +226,30 @@ pub fn conclude(s: &mut Session, page: u64, n: u64, mut o: ExclusiveObs) -> Dril
         (o.conversion.end_ns - o.conversion.start_ns) as f64 / 1e3,
     );
     Ok(())
+}
+
+/// An exclusive drill after its common start ([`held_page`]).
+pub struct HeldPage {
+    pub s: Session,
+    pub dev: Box<dyn ExclusiveDevice>,
+    /// Data pages in use; `page` is the one under test.
+    pub n: u64,
+    pub page: u64,
+    pub o: ExclusiveObs,
+}
+
+/// The common start of an exclusive drill: the guest ([`setup`]), a device
+/// context that converts the page under test ([`convert`]) and adds to it
+/// `iterations` times ([`device_work`]).
+pub fn held_page(ctx: &Ctx) -> DrillResult<HeldPage> {
+    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
+    let mut dev = ctx.device(&s)?;
+    let n = pages(&s, ctx.cfg.pages);
+    let page = setup(&mut s, n)?;
+    let mut o = anchored();
+    convert(&mut s, dev.as_mut(), page, &mut o)?;
+    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    Ok(HeldPage { s, dev, n, page, o })
 }
 
 /// The common end of an exclusive drill: the guest's first access on

@@ -3,25 +3,22 @@
 //! zero page (never the old one through a stale KVM mapping).
 
 use crate::drill::device::Held;
-use crate::drill::exclusive::{
-    anchored, check_conversion, convert, dev_err, device_work, note_revocations, pages, setup,
-};
+use crate::drill::exclusive::{check_conversion, dev_err, held_page, note_revocations, HeldPage};
 use crate::drill::guest::Op;
 use crate::drill::report::timeline::Timeline;
-use crate::drill::session::GuestSpec;
-use crate::drill::session::{host_err, DrillResult, TraceMode};
+use crate::drill::session::{host_err, DrillResult};
 use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
-    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
-    let mut dev = ctx.device(&s)?;
-    let n = pages(&s, ctx.cfg.pages);
-    let page = setup(&mut s, n)?;
-    let mut o = anchored();
-    convert(&mut s, dev.as_mut(), page, &mut o)?;
+    let HeldPage {
+        mut s,
+        mut dev,
+        n,
+        page,
+        mut o,
+    } = held_page(ctx)?;
     check_conversion(&mut s, &o)?;
-    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
     let (r, _) = s.host("MADV_DONTNEED", |s| s.madvise(page, 1, libc::MADV_DONTNEED));
     r.map_err(host_err("madvise(MADV_DONTNEED)"))?;
     let held = dev.query(o.hva).map_err(dev_err("query"))?;

@@ -3,21 +3,20 @@
 //! next access must still go through the host page tables and revoke the
 //! device.
 
-use crate::drill::exclusive::{anchored, convert, device_work, pages, setup, touch_and_finish};
+use crate::drill::exclusive::{held_page, touch_and_finish, HeldPage};
 use crate::drill::report::timeline::Timeline;
-use crate::drill::session::GuestSpec;
-use crate::drill::session::{DrillResult, TraceMode};
+use crate::drill::session::DrillResult;
 use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
-    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
-    let mut dev = ctx.device(&s)?;
-    let n = pages(&s, ctx.cfg.pages);
-    let page = setup(&mut s, n)?;
-    let mut o = anchored();
-    convert(&mut s, dev.as_mut(), page, &mut o)?;
-    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    let HeldPage {
+        mut s,
+        mut dev,
+        n,
+        page,
+        o,
+    } = held_page(ctx)?;
     let (r, _) = s.host("memslot delete + add", |s| {
         s.guest_mut().recreate_memslots()
     });

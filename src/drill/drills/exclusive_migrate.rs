@@ -3,11 +3,10 @@
 //! not keep access to a page the CPU uses, and the guest must see the
 //! device's value and keep its own increments.
 
-use crate::drill::exclusive::{anchored, convert, device_work, pages, setup, touch_and_finish};
+use crate::drill::exclusive::{held_page, touch_and_finish, HeldPage};
 use crate::drill::hostmm::numa_nodes;
 use crate::drill::report::timeline::Timeline;
-use crate::drill::session::GuestSpec;
-use crate::drill::session::{DrillError, DrillResult, TraceMode};
+use crate::drill::session::{DrillError, DrillResult};
 use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
@@ -20,13 +19,13 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
             "move_pages needs two NUMA nodes, this host has {nodes:?} (lab: QEMU -numa)"
         )));
     }
-    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
-    let mut dev = ctx.device(&s)?;
-    let n = pages(&s, ctx.cfg.pages);
-    let page = setup(&mut s, n)?;
-    let mut o = anchored();
-    convert(&mut s, dev.as_mut(), page, &mut o)?;
-    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    let HeldPage {
+        mut s,
+        mut dev,
+        n,
+        page,
+        o,
+    } = held_page(ctx)?;
     let hva = o.hva;
     let ((rc, status), _) = s.host("move_pages", |_| {
         let mut status: libc::c_int = -1;

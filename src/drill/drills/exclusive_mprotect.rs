@@ -2,24 +2,21 @@
 //! the guest reads it (it must see the device's value), the host makes it
 //! writable again and the guest's increments revoke the device.
 
-use crate::drill::exclusive::{
-    anchored, convert, dev_err, device_work, pages, setup, touch_and_finish,
-};
+use crate::drill::exclusive::{dev_err, held_page, touch_and_finish, HeldPage};
 use crate::drill::guest::Op;
 use crate::drill::report::timeline::Timeline;
-use crate::drill::session::GuestSpec;
-use crate::drill::session::{host_err, DrillResult, TraceMode};
+use crate::drill::session::{host_err, DrillResult};
 use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
-    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
-    let mut dev = ctx.device(&s)?;
-    let n = pages(&s, ctx.cfg.pages);
-    let page = setup(&mut s, n)?;
-    let mut o = anchored();
-    convert(&mut s, dev.as_mut(), page, &mut o)?;
-    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    let HeldPage {
+        mut s,
+        mut dev,
+        n,
+        page,
+        o,
+    } = held_page(ctx)?;
     let (r, _) = s.host("mprotect(PROT_READ)", |s| {
         s.mprotect(page, 1, libc::PROT_READ)
     });
