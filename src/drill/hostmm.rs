@@ -272,6 +272,36 @@ impl UffdWp {
     }
 }
 
+/// move_pages(2) on this process: each page at `hvas` to `node`, or with
+/// `node` None only where each page is. Returns the per-page status (a
+/// node, or a negative errno).
+pub fn move_pages(hvas: &[u64], node: Option<i32>) -> io::Result<Vec<i32>> {
+    const MPOL_MF_MOVE: libc::c_int = 1 << 1;
+    let mut pages: Vec<*mut libc::c_void> = hvas.iter().map(|&h| h as *mut libc::c_void).collect();
+    let nodes: Vec<libc::c_int> = node.map(|n| vec![n; hvas.len()]).unwrap_or_default();
+    let mut status = vec![-1 as libc::c_int; hvas.len()];
+    // SAFETY: `pages`, `nodes` (or null) and `status` hold hvas.len() elements each.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_pages,
+            0,
+            hvas.len(),
+            pages.as_mut_ptr(),
+            if node.is_some() {
+                nodes.as_ptr()
+            } else {
+                std::ptr::null()
+            },
+            status.as_mut_ptr(),
+            if node.is_some() { MPOL_MF_MOVE } else { 0 },
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

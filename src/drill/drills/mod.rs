@@ -6,6 +6,7 @@ mod exclusive_cow;
 mod exclusive_dirty_log;
 mod exclusive_dontneed;
 mod exclusive_hugetlb;
+mod exclusive_large_folio;
 mod exclusive_memslot_delete;
 mod exclusive_migrate;
 mod exclusive_mprotect;
@@ -44,6 +45,7 @@ pub static DRILLS: &[Drill] = &[
     d("exclusive-pte-state", "the PTE restored from an exclusive entry: dirty, soft-dirty, uffd-wp, read-only after mprotect, writable where allowed", MODULE, exclusive_pte_state::run),
     d("exclusive-reclaim", "pages written before and while exclusive survive reclaim to swap and back (also from the swap cache)", MODULE, exclusive_reclaim::run),
     d("exclusive-race", "host threads convert while vCPUs fault and write on many pages; checked every round", MODULE, exclusive_race::run),
+    d("exclusive-large-folio", "one page of a THP held by the device, the whole folio migrated to another node", MODULE, exclusive_large_folio::run),
     d("exclusive-hugetlb", "the kernel refuses make-exclusive on a hugetlb page (EOPNOTSUPP), the mapping stays", MODULE, exclusive_hugetlb::run),
     d("exclusive-dirty-log", "KVM's dirty log records the guest's writes after revocation", MODULE, exclusive_dirty_log::run),
     Drill {
