@@ -302,9 +302,90 @@ pub fn move_pages(hvas: &[u64], node: Option<i32>) -> io::Result<Vec<i32>> {
     Ok(status)
 }
 
+static WRITE_FAULTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// SIGSEGV/SIGBUS handler for [`guarded_write`]: notes the fault and steps
+/// over the 3-byte `mov [rdi], rsi` that took it.
+extern "C" fn skip_faulting_store(
+    _sig: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
+    WRITE_FAULTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: the kernel passes a valid ucontext_t for SA_SIGINFO handlers;
+    // the faulting instruction is the 3-byte store in guarded_write.
+    unsafe {
+        let uc = ctx.cast::<libc::ucontext_t>();
+        (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] += 3;
+    }
+}
+
+/// Stores `val` at `addr` from this process, the way any CPU access would;
+/// returns whether the store faulted (SIGSEGV/SIGBUS: the PTE does not
+/// allow it) instead of landing. Only for addresses mapped in this process.
+pub fn guarded_write(addr: u64, val: u64) -> io::Result<bool> {
+    use std::sync::atomic::Ordering;
+    // SAFETY: an all-zero sigaction is valid; the fields are set below.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = skip_faulting_store as *const () as usize;
+    sa.sa_flags = libc::SA_SIGINFO;
+    // SAFETY: plain libc call on a stack value.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: all-zero sigactions to receive the previous handlers.
+    let mut old: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
+    for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
+        // SAFETY: valid sigaction pointers; the handler only touches an
+        // atomic and the interrupted context.
+        cvt(unsafe { libc::sigaction(sig, &sa, &mut old[i]) })?;
+    }
+    WRITE_FAULTED.store(false, Ordering::SeqCst);
+    // SAFETY: `addr` is mapped in this process (the caller's guest RAM);
+    // if the PTE refuses the store, the handler above skips it.
+    unsafe {
+        std::arch::asm!(
+            "mov qword ptr [rdi], rsi",
+            in("rdi") addr,
+            in("rsi") val,
+            options(nostack),
+        );
+    }
+    let faulted = WRITE_FAULTED.load(Ordering::SeqCst);
+    for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
+        // SAFETY: restoring the handlers saved above.
+        cvt(unsafe { libc::sigaction(sig, &old[i], std::ptr::null_mut()) })?;
+    }
+    Ok(faulted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guarded_write_faults_on_a_read_only_page_and_lands_on_a_writable_one() {
+        // SAFETY: a fresh private anonymous page, unmapped at the end.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        assert!(!guarded_write(p as u64, 7).unwrap());
+        // SAFETY: p is our page.
+        assert_eq!(unsafe { std::ptr::read_volatile(p as *const u64) }, 7);
+        // SAFETY: p is our page.
+        assert_eq!(unsafe { libc::mprotect(p, 4096, libc::PROT_READ) }, 0);
+        assert!(guarded_write(p as u64, 9).unwrap());
+        // SAFETY: p is our page, readable.
+        assert_eq!(unsafe { std::ptr::read_volatile(p as *const u64) }, 7);
+        // SAFETY: unmapping our page.
+        unsafe { libc::munmap(p, 4096) };
+    }
 
     #[test]
     fn forked_reader_sees_its_cow_copy() {

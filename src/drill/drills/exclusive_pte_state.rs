@@ -12,14 +12,16 @@
 //! Page D: write-protected with userfaultfd while the device holds it: the
 //! entry and then the restored PTE must keep uffd-wp.
 //! Page B: the device takes it, the host makes it read-only (mprotect), the
-//! guest's read restores it. A guest write must then fail (KVM_RUN EFAULT)
-//! and leave the page as it was.
+//! guest's read restores it. A store by the VMM must then fault, a guest
+//! write fail (KVM_RUN EFAULT), and both leave the page as it was.
 
 use crate::drill::exclusive::{
     check_conversion, convert, dev_err, pages, write_and_convert, INITIAL,
 };
 use crate::drill::guest::Op;
-use crate::drill::hostmm::{clear_soft_dirty, kpageflags, thread_minor_faults, UffdWp, KPF_DIRTY};
+use crate::drill::hostmm::{
+    clear_soft_dirty, guarded_write, kpageflags, thread_minor_faults, UffdWp, KPF_DIRTY,
+};
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, TraceMode};
 use crate::drill::verdict::{ExclusiveObs, Verdict};
@@ -210,6 +212,15 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         ),
     );
     check_conversion(&mut s, &ob)?;
+    // A store by this process must fault too, and leave the page as it was.
+    let stray = vb as u64 ^ 0xaaaa;
+    let faulted = guarded_write(ob.hva, stray).map_err(host_err("sigaction"))?;
+    let now = s.host_read(b, 0)?;
+    s.v.check(
+        "read-only-after-restore",
+        faulted && now == vb as u64,
+        format!("page B was made read-only while the device held it; after the restore the VMM's own store {} (the page holds {now:#x}, the guest wrote {vb:#x}): the restored PTE is writable", if faulted { "faulted" } else { "did not fault" }),
+    );
     // Neighbours before the last step, which stops the guest.
     let bad = s.step(0, Op::CheckRange(1), 0)? + s.step(0, Op::CheckRange((n - 5) as u32), 5)?;
     s.v.check(
