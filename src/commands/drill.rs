@@ -55,6 +55,17 @@ impl Args {
     }
 }
 
+/// Whether the person (or program) reading stdout is a terminal. In the
+/// lab stdout is the lab's console, a tty whatever the host has: `lab run`
+/// passes the host's answer in MMUVISOR_STDOUT_TTY.
+fn stdout_is_terminal() -> bool {
+    match std::env::var(crate::lab::session::STDOUT_TTY_ENV).as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => std::io::stdout().is_terminal(),
+    }
+}
+
 fn human(r: &Report) -> String {
     use crate::drill::verdict::Outcome;
     let mut s = match &r.outcome {
@@ -95,7 +106,7 @@ pub fn exec(args: Args) -> CmdResult {
     if let Some(dir) = &args.timeline {
         std::fs::create_dir_all(dir).map_err(|e| format!("--timeline {}: {e}", dir.display()))?;
     }
-    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+    let format = args.format.unwrap_or(if stdout_is_terminal() {
         Format::Human
     } else {
         Format::Ktap

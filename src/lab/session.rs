@@ -49,6 +49,9 @@ impl Drop for TempDir {
     }
 }
 
+/// Tells commands in the lab whether the host's stdout is a terminal.
+pub const STDOUT_TTY_ENV: &str = "MMUVISOR_STDOUT_TTY";
+
 /// Environment lines for the command in the lab.
 fn env_script(cwd: Option<&PathBuf>) -> String {
     let q = |s: &str| initramfs::shell_quote(s);
@@ -58,6 +61,11 @@ fn env_script(cwd: Option<&PathBuf>) -> String {
         q(&cwd.map(|c| c.display().to_string()).unwrap_or_default())
     ));
     env.push_str("export MMUVISOR_LAB=1 MMUVISOR_GUEST_KERNEL=/lab/guest/vmlinuz MMUVISOR_GUEST_INITRD=/lab/guest/initrd\n");
+    {
+        use std::io::IsTerminal;
+        let tty = std::io::stdout().is_terminal() as u8;
+        env.push_str(&format!("export {STDOUT_TTY_ENV}={tty}\n"));
+    }
     for key in ["RUST_BACKTRACE", "RUST_LOG", "MMUVISOR_TEST_FILTER"] {
         if let Ok(v) = std::env::var(key) {
             env.push_str(&format!("export {key}={}\n", q(&v)));
