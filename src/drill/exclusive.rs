@@ -4,12 +4,14 @@
 
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
 use crate::drill::guest::{page_gpa, Op, PAGE_SIZE};
+use crate::drill::hostmm::{anon_huge_kb, thp_available};
 use crate::drill::report::timeline::{Lane, Timeline};
-use crate::drill::session::{DrillError, DrillResult, GuestSpec, Session, TraceMode};
+use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, Session, TraceMode};
 use crate::drill::verdict::{
     exclusive_window, judge_conversion, judge_exclusive, ExclusiveObs, Verdict, Window,
 };
 use crate::drill::Ctx;
+use crate::notifier_client::NotifierClient;
 use crate::secondary_mmu::now_ns;
 
 /// Initial counter value of the page under test.
@@ -288,6 +290,38 @@ pub fn write_and_convert(
     };
     convert(s, dev, page, &mut o)?;
     Ok(o)
+}
+
+/// Data pages of one THP (2 MiB).
+pub const THP_PAGES: u64 = 512;
+
+/// The common start of the large-folio drills: a guest whose first 2 MiB of
+/// data pages are one THP, filled, with [`INITIAL`] written to `page`, and
+/// a device context. Skips where THP is off, where guest RAM did not get a
+/// THP, and before 6.15, where make_device_exclusive_range() refuses (returns
+/// no page for) a page of a large folio: the kernel does not offer what
+/// these drills test, which is not a broken contract.
+pub fn thp_guest(ctx: &Ctx, page: u64) -> DrillResult<(Session, Box<dyn ExclusiveDevice>)> {
+    thp_available().map_err(DrillError::Skip)?;
+    let mut spec = GuestSpec::of(&ctx.cfg);
+    spec.thp = true;
+    let mut s = ctx.start(spec, TraceMode::ThisProcess)?;
+    let dev = ctx.device(&s)?;
+    if NotifierClient::open().is_ok_and(|c| c.version().range_api) {
+        return Err(DrillError::Skip(
+            "kernel before 6.15: make_device_exclusive_range() does not convert a page of a large folio".into(),
+        ));
+    }
+    s.madvise(0, THP_PAGES, libc::MADV_HUGEPAGE)
+        .map_err(host_err("madvise(MADV_HUGEPAGE)"))?;
+    s.step(0, Op::FillRange(THP_PAGES as u32), 0)?;
+    s.step(0, Op::Write(INITIAL as u32), page)?;
+    match anon_huge_kb(s.hva(0)?) {
+        Some(kb) if kb >= 2048 => Ok((s, dev)),
+        other => Err(DrillError::Skip(format!(
+            "guest RAM is not THP-backed (AnonHugePages {other:?} kB)"
+        ))),
+    }
 }
 
 /// Pages the exclusive drills use.

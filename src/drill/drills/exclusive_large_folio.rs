@@ -5,46 +5,25 @@
 //! there in 6.15): the page must keep its PTE state (soft-dirty: it was
 //! written after clear_refs), its value, and its 511 neighbours theirs.
 
-use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, INITIAL};
+use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, thp_guest, THP_PAGES};
 use crate::drill::guest::Op;
-use crate::drill::hostmm::{anon_huge_kb, clear_soft_dirty, move_pages, numa_nodes, thp_available};
+use crate::drill::hostmm::{anon_huge_kb, clear_soft_dirty, move_pages, numa_nodes};
 use crate::drill::report::timeline::Timeline;
-use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, TraceMode};
+use crate::drill::session::{host_err, DrillError, DrillResult};
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 
-const HUGE: u64 = 512;
+const HUGE: u64 = THP_PAGES;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
-    thp_available().map_err(DrillError::Skip)?;
     let nodes = numa_nodes();
     if nodes.len() < 2 {
         return Err(DrillError::Skip(format!(
             "migrating the folio needs two NUMA nodes, this host has {nodes:?} (lab: QEMU -numa)"
         )));
     }
-    let mut spec = GuestSpec::of(&ctx.cfg);
-    spec.thp = true;
-    let mut s = ctx.start(spec, TraceMode::ThisProcess)?;
-    let mut dev = ctx.device(&s)?;
-    if crate::notifier_client::NotifierClient::open().is_ok_and(|c| c.version().range_api) {
-        return Err(DrillError::Skip(
-            "kernel before 6.15: make_device_exclusive_range() does not convert a page of a large folio".into(),
-        ));
-    }
-    s.madvise(0, HUGE, libc::MADV_HUGEPAGE)
-        .map_err(host_err("madvise(MADV_HUGEPAGE)"))?;
     let page = 7u64;
-    s.step(0, Op::FillRange(HUGE as u32), 0)?;
-    s.step(0, Op::Write(INITIAL as u32), page)?;
-    match anon_huge_kb(s.hva(0)?) {
-        Some(kb) if kb >= 2048 => {}
-        other => {
-            return Err(DrillError::Skip(format!(
-                "guest RAM is not THP-backed (AnonHugePages {other:?} kB)"
-            )))
-        }
-    }
+    let (mut s, mut dev) = thp_guest(ctx, page)?;
     let (r, _) = s.host("clear_refs 4 (soft-dirty)", |_| clear_soft_dirty());
     r.map_err(host_err("clear_refs"))?;
     let v = 0x1f00_0000 | (ctx.cfg.seed as u32 & 0xffff);

@@ -5,46 +5,22 @@
 //! the now PTE-mapped folio, freshly mapped by KVM with 4 KiB, is converted:
 //! that conversion has no split to hide behind, only its own notifier.
 
-use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, INITIAL};
+use crate::drill::exclusive::{
+    conclude, convert, device_work, guest_touch, thp_guest, INITIAL, THP_PAGES,
+};
 use crate::drill::guest::{Op, PAGE_SIZE};
-use crate::drill::hostmm::{anon_huge_kb, thp_available};
 use crate::drill::report::timeline::Timeline;
-use crate::drill::session::GuestSpec;
-use crate::drill::session::{host_err, DrillError, DrillResult, TraceMode};
+use crate::drill::session::DrillResult;
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 use crate::secondary_mmu::KvmStats;
 
-const HUGE: u64 = 512;
+const HUGE: u64 = THP_PAGES;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
-    thp_available().map_err(DrillError::Skip)?;
-    let mut spec = GuestSpec::of(&ctx.cfg);
-    spec.thp = true;
-    let mut s = ctx.start(spec, TraceMode::ThisProcess)?;
-    let mut dev = ctx.device(&s)?;
-    // Before 6.15 make_device_exclusive_range() refuses (returns no page
-    // for) a page of a large folio: the kernel does not offer what this
-    // drill tests, which is not a broken contract.
-    if crate::notifier_client::NotifierClient::open().is_ok_and(|c| c.version().range_api) {
-        return Err(DrillError::Skip(
-            "kernel before 6.15: make_device_exclusive_range() does not convert a page of a large folio".into(),
-        ));
-    }
-    s.madvise(0, HUGE, libc::MADV_HUGEPAGE)
-        .map_err(host_err("madvise(MADV_HUGEPAGE)"))?;
     let (first, second) = (7u64, 300u64);
-    s.step(0, Op::FillRange(HUGE as u32), 0)?;
-    s.step(0, Op::Write(INITIAL as u32), first)?;
+    let (mut s, mut dev) = thp_guest(ctx, first)?;
     let hva0 = s.hva(0)?;
-    match anon_huge_kb(hva0) {
-        Some(kb) if kb >= 2048 => {}
-        other => {
-            return Err(DrillError::Skip(format!(
-                "guest RAM is not THP-backed (AnonHugePages {other:?} kB)"
-            )))
-        }
-    }
     let stats = s.guest().vm_fd().and_then(|vm| KvmStats::open(vm).ok());
     let read_2m = |st: &Option<KvmStats>| {
         st.as_ref()
