@@ -1,21 +1,37 @@
 //! Builds the bare payload guests (guest/, a no_std crate with its own
-//! linker script) with a nested cargo, for src/payloads.rs to embed.
+//! linker script) with a nested cargo, and writes the table of their ELF
+//! images (`payloads.rs` in OUT_DIR) that src/payloads.rs includes.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The payloads src/payloads.rs embeds (binary names in guest/src/bin/).
-const PAYLOADS: &[&str] = &[
-    "hello",
-    "exit-code",
-    "smp",
-    "mem-pattern",
-    "interp",
-    "triple-fault",
-    "bad-port",
-];
+use mmuvisor_abi::payloads::NAMES;
+
+/// cfgs that mark tests ignored (not passed) where what they need is
+/// missing: `mmuvisor_kvm` when /dev/kvm opens read-write here,
+/// `mmuvisor_lab_tests` when MMUVISOR_LAB_TESTS=1 outside the lab.
+fn test_cfgs() {
+    println!("cargo:rustc-check-cfg=cfg(mmuvisor_kvm)");
+    println!("cargo:rustc-check-cfg=cfg(mmuvisor_lab_tests)");
+    println!("cargo:rerun-if-env-changed=MMUVISOR_LAB_TESTS");
+    println!("cargo:rerun-if-env-changed=MMUVISOR_LAB");
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if kvm {
+        println!("cargo:rustc-cfg=mmuvisor_kvm");
+    }
+    let lab = std::env::var("MMUVISOR_LAB_TESTS").as_deref() == Ok("1")
+        && std::env::var_os("MMUVISOR_LAB").is_none();
+    if lab {
+        println!("cargo:rustc-cfg=mmuvisor_lab_tests");
+    }
+}
 
 fn main() {
+    test_cfgs();
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -25,6 +41,7 @@ fn main() {
     println!("cargo:rerun-if-changed=guest/build.rs");
     println!("cargo:rerun-if-changed=guest/payload.ld");
     println!("cargo:rerun-if-changed=guest/Cargo.lock");
+    println!("cargo:rerun-if-changed=abi/src");
     let target_dir = out.join("guest-target");
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--quiet", "--manifest-path"])
@@ -54,10 +71,17 @@ fn main() {
         status.success(),
         "building the payload guests in guest/ failed (see above)"
     );
-    for name in PAYLOADS {
+    let mut table = String::from("&[\n");
+    for name in NAMES {
         let from = target_dir.join("release").join(name);
         let to = out.join(format!("payload-{name}.elf"));
         std::fs::copy(&from, &to)
             .unwrap_or_else(|e| panic!("payload {name} missing at {}: {e}", from.display()));
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?}) as &[u8]),\n",
+            to.display().to_string()
+        ));
     }
+    table.push_str("]\n");
+    std::fs::write(out.join("payloads.rs"), table).expect("cannot write the payload table");
 }

@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export MMUVISOR_LAB_TESTS=${MMUVISOR_LAB_TESTS:-1}
 cargo fmt --all -- --check
-cargo clippy --release --quiet --all-targets -- -D warnings
+cargo clippy --release --quiet --workspace --all-targets -- -D warnings
 cargo build --release --quiet
-cargo test --release -- --test-threads=1
+cargo test --release --workspace -- --test-threads=1

@@ -235,7 +235,7 @@ impl Vcpu {
                 }
                 true
             }
-            Ok(Ucall::Assert {
+            Ok(Ucall::Abort {
                 msg_gpa,
                 msg_len,
                 line,

@@ -16,7 +16,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
-use crate::arch::x86_64::layout::{DEBUG_EXIT_PORT, PAYLOAD_DATA_START, PAYLOAD_MAX_VCPUS};
+use crate::arch::x86_64::layout::{DEBUG_EXIT_PORT, PAYLOAD_MAX_VCPUS};
 use crate::arch::x86_64::{cpuid, gdt, interrupts, msrs, paging, regs};
 use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN};
 use crate::devices::exit_port::ExitPort;
@@ -506,8 +506,9 @@ fn stdin_is_input() -> bool {
     if unsafe { libc::isatty(0) } == 1 {
         return true;
     }
-    // SAFETY: fstat writes into the stat buffer we own; the result is checked.
+    // SAFETY: libc::stat is plain old data; all-zero is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into the stat buffer we own; the result is checked.
     if unsafe { libc::fstat(0, &mut st) } != 0 {
         return false;
     }
@@ -745,6 +746,3 @@ impl Drop for RunningVm {
         self.finish();
     }
 }
-
-/// Start address of payload data pages (re-exported for drills).
-pub const DATA_START: u64 = PAYLOAD_DATA_START;

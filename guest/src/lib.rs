@@ -7,13 +7,9 @@ use core::fmt::{self, Write};
 
 pub mod interp;
 
-/// ucall numbers.
-pub const UCALL_SYNC: u32 = 1;
-pub const UCALL_ASSERT: u32 = 2;
-pub const UCALL_DONE: u32 = 3;
-/// First data page and the page size.
-pub const DATA_START: u64 = 0x200000;
-pub const PAGE_SIZE: u64 = 4096;
+pub use mmuvisor_abi::layout::{DATA_START, PAGE_SIZE};
+use mmuvisor_abi::layout::{page_gpa, COM1_PORT};
+use mmuvisor_abi::ucall::{UcallNr, DEBUG_EXIT_PORT};
 
 // The VMM enters with RSP 16-byte aligned; the C ABI wants RSP+8 aligned at
 // a function's first instruction, as after a call. Registers carry the
@@ -75,8 +71,8 @@ pub struct Serial;
 impl Write for Serial {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for b in s.bytes() {
-            while inb(0x3fd) & 0x20 == 0 {}
-            outb(0x3f8, b);
+            while inb(COM1_PORT + 5) & 0x20 == 0 {}
+            outb(COM1_PORT, b);
         }
         Ok(())
     }
@@ -107,25 +103,26 @@ macro_rules! println {
     };
 }
 
-/// A ucall: EAX = number, RDI/RSI/RDX = arguments, RAX = the host's reply.
-pub fn ucall(nr: u32, a: u64, b: u64, c: u64) -> u64 {
+/// A ucall (mmuvisor_abi::ucall): EAX = number, RDI/RSI/RDX = arguments,
+/// RAX = the host's reply. The port is the ABI's UCALL_PORT.
+pub fn ucall(nr: UcallNr, a: u64, b: u64, c: u64) -> u64 {
     let reply: u64;
     // SAFETY: the port write exits to the VMM, which reads the registers and
     // may set RAX; no guest memory is touched.
     unsafe {
-        asm!("out 0xe0, eax", inout("rax") nr as u64 => reply, in("rdi") a, in("rsi") b, in("rdx") c, options(nostack));
+        asm!("out {port}, eax", port = const mmuvisor_abi::ucall::UCALL_PORT, inout("rax") nr as u64 => reply, in("rdi") a, in("rsi") b, in("rdx") c, options(nostack));
     }
     reply
 }
 
 /// SYNC(stage, v0, v1): waits for the host; returns its reply.
 pub fn sync(stage: u64, v0: u64, v1: u64) -> u64 {
-    ucall(UCALL_SYNC, stage, v0, v1)
+    ucall(UcallNr::Sync, stage, v0, v1)
 }
 
 /// DONE(value): this vCPU has finished.
 pub fn done(value: u64) -> ! {
-    ucall(UCALL_DONE, value, 0, 0);
+    ucall(UcallNr::Done, value, 0, 0);
     loop {
         // SAFETY: hlt only stops this vCPU.
         unsafe { asm!("hlt", options(nomem, nostack)) }
@@ -134,7 +131,7 @@ pub fn done(value: u64) -> ! {
 
 /// Ends the VM with `code` as mmuvisor's exit status.
 pub fn debug_exit(code: u8) -> ! {
-    outb(0xf4, code);
+    outb(DEBUG_EXIT_PORT, code);
     done(code as u64)
 }
 
@@ -155,11 +152,11 @@ impl Write for Buf {
     }
 }
 
-/// ASSERT(message): the VM ends, failed.
+/// ABORT(message): the VM ends, failed.
 pub fn fail(line: u32, args: fmt::Arguments) -> ! {
     let mut buf = Buf { bytes: [0; 256], len: 0 };
     let _ = buf.write_fmt(args);
-    ucall(UCALL_ASSERT, buf.bytes.as_ptr() as u64, buf.len as u64, line as u64);
+    ucall(UcallNr::Abort, buf.bytes.as_ptr() as u64, buf.len as u64, line as u64);
     done(u64::MAX)
 }
 
@@ -181,7 +178,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 
 /// The u64 at offset `word` of data page `page`.
 pub fn word_ptr(page: u64, word: u64) -> *mut u64 {
-    (DATA_START + page * PAGE_SIZE + word * 8) as *mut u64
+    (page_gpa(page) + word * 8) as *mut u64
 }
 
 /// A spin barrier for `n` vCPUs over a counter in guest memory.

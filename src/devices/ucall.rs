@@ -5,20 +5,15 @@ use kvm_bindings::kvm_regs;
 
 use crate::guest_memory::GuestMemory;
 
-/// ucall numbers.
-pub const UCALL_SYNC: u32 = 1;
-pub const UCALL_ASSERT: u32 = 2;
-pub const UCALL_DONE: u32 = 3;
-/// Longest assert message read from guest memory.
-pub const ASSERT_MSG_MAX: u64 = 1024;
+use mmuvisor_abi::ucall::{UcallNr, ABORT_MSG_MAX};
 
 /// A decoded ucall.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ucall {
     /// Stop until the host replies; the reply goes to RAX.
     Sync { stage: u64, v0: u64, v1: u64 },
-    /// The guest failed.
-    Assert {
+    /// The guest failed (GUEST_ASSERT in KVM selftests).
+    Abort {
         msg_gpa: u64,
         msg_len: u64,
         line: u64,
@@ -41,26 +36,26 @@ pub fn decode(regs: &kvm_regs, size: usize) -> Result<Ucall, UcallError> {
     if size != 4 {
         return Err(UcallError::Size(size));
     }
-    match regs.rax as u32 {
-        UCALL_SYNC => Ok(Ucall::Sync {
+    match UcallNr::from_u32(regs.rax as u32) {
+        Some(UcallNr::Sync) => Ok(Ucall::Sync {
             stage: regs.rdi,
             v0: regs.rsi,
             v1: regs.rdx,
         }),
-        UCALL_ASSERT => Ok(Ucall::Assert {
+        Some(UcallNr::Abort) => Ok(Ucall::Abort {
             msg_gpa: regs.rdi,
             msg_len: regs.rsi,
             line: regs.rdx,
         }),
-        UCALL_DONE => Ok(Ucall::Done { value: regs.rdi }),
-        n => Err(UcallError::Unknown(n)),
+        Some(UcallNr::Done) => Ok(Ucall::Done { value: regs.rdi }),
+        None => Err(UcallError::Unknown(regs.rax as u32)),
     }
 }
 
-/// Reads an assert message: at most ASSERT_MSG_MAX bytes, stopping at the end
+/// Reads an ABORT message: at most ABORT_MSG_MAX bytes, stopping at the end
 /// of RAM or a NUL; never fails (an unreadable message is reported as such).
 pub fn assert_message(mem: &GuestMemory, gpa: u64, len: u64) -> String {
-    let len = len.min(ASSERT_MSG_MAX);
+    let len = len.min(ABORT_MSG_MAX);
     // Stop at the end of the RAM region holding the message.
     let room = mem
         .regions()
@@ -107,7 +102,7 @@ mod tests {
         );
         assert_eq!(
             decode(&regs(2, 0x1000, 5, 77), 4),
-            Ok(Ucall::Assert {
+            Ok(Ucall::Abort {
                 msg_gpa: 0x1000,
                 msg_len: 5,
                 line: 77

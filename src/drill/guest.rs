@@ -3,12 +3,10 @@
 
 use std::os::unix::fs::FileExt;
 
-use crate::payloads::interp;
 use crate::secondary_mmu::GuestRegion;
-
-/// First data page (docs/design.md, "The interp payload").
-pub const DATA_START: u64 = crate::arch::x86_64::layout::PAYLOAD_DATA_START;
-pub const PAGE_SIZE: u64 = 4096;
+use mmuvisor_abi::interp;
+pub use mmuvisor_abi::interp::fill_word;
+pub use mmuvisor_abi::layout::{page_gpa, DATA_START, PAGE_SIZE};
 
 /// One interp operation (op code in bits 63..56 of the command word).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +37,21 @@ impl Op {
             Op::Check(a) => (interp::Op::Check, a),
             Op::FillRange(a) => (interp::Op::FillRange, a),
             Op::CheckRange(a) => (interp::Op::CheckRange, a),
+        }
+    }
+    /// The operation a decoded command word names.
+    pub fn from_code_arg(op: interp::Op, a: u32) -> Self {
+        match op {
+            interp::Op::Exit => Op::Exit,
+            interp::Op::Read => Op::Read,
+            interp::Op::Write => Op::Write(a),
+            interp::Op::AtomicAdd => Op::AtomicAdd(a),
+            interp::Op::IncLoop => Op::IncLoop(a),
+            interp::Op::AtomicIncLoop => Op::AtomicIncLoop(a),
+            interp::Op::Fill => Op::Fill(a),
+            interp::Op::Check => Op::Check(a),
+            interp::Op::FillRange => Op::FillRange(a),
+            interp::Op::CheckRange => Op::CheckRange(a),
         }
     }
     pub fn name(self) -> &'static str {
@@ -80,21 +93,11 @@ impl Cmd {
     pub fn new(op: Op, page: u64) -> Self {
         Cmd { op, page }
     }
-    /// The command word (`payloads::interp::encode`).
+    /// The command word (`mmuvisor_abi::interp::encode`).
     pub fn encode(self) -> u64 {
         let (op, arg) = self.op.code_arg();
         interp::encode(op, self.page.min(interp::MAX_PAGE as u64) as u32, arg)
     }
-}
-
-/// The words FILL writes: `(seed << 32) ^ word_index`.
-pub fn fill_word(seed: u32, index: u64) -> u64 {
-    ((seed as u64) << 32) ^ index
-}
-
-/// GPA of data page `page`.
-pub fn page_gpa(page: u64) -> u64 {
-    DATA_START + page * PAGE_SIZE
 }
 
 /// Why the guest could not answer.

@@ -155,22 +155,12 @@ impl SimGuest {
 }
 
 fn decode(word: u64) -> Option<Cmd> {
-    let (code, page, arg) = crate::payloads::interp::decode(word);
-    let page = page as u64;
-    let op = match code {
-        0 => Op::Exit,
-        1 => Op::Read,
-        2 => Op::Write(arg),
-        3 => Op::AtomicAdd(arg),
-        4 => Op::IncLoop(arg),
-        5 => Op::AtomicIncLoop(arg),
-        6 => Op::Fill(arg),
-        7 => Op::Check(arg),
-        8 => Op::FillRange(arg),
-        9 => Op::CheckRange(arg),
-        _ => return None,
-    };
-    Some(Cmd { op, page })
+    let (code, page, arg) = mmuvisor_abi::interp::decode(word);
+    let op = Op::from_code_arg(mmuvisor_abi::interp::Op::from_code(code)?, arg);
+    Some(Cmd {
+        op,
+        page: page as u64,
+    })
 }
 
 impl InterpGuest for SimGuest {

@@ -497,8 +497,8 @@ fn lab_convert_access_revoke() {
     // munmap of held pages: UNMAP revokes them.
     assert_eq!(dev.make_exclusive(a + 8 * PAGE, 4).expect("convert"), 4);
     let _ = dev.read_events();
-    // SAFETY: unmaps pages of our own mapping that nothing else uses.
     assert_eq!(
+        // SAFETY: unmaps pages of our own mapping that nothing else uses.
         unsafe { libc::munmap((a + 8 * PAGE) as *mut libc::c_void, 2 * PAGE as usize) },
         0
     );
@@ -536,8 +536,8 @@ fn lab_mprotect_and_fork_while_exclusive() {
     dev.device_access(a, AccessOp::Write(77)).expect("write");
     let _ = dev.read_events();
 
-    // SAFETY: changes protection of our own mapping.
     assert_eq!(
+        // SAFETY: changes protection of our own mapping.
         unsafe { libc::mprotect(a as *mut libc::c_void, 2 * PAGE as usize, libc::PROT_READ) },
         0
     );
@@ -566,8 +566,8 @@ fn lab_mprotect_and_fork_while_exclusive() {
         "CPU reads the device's value through the read-only mapping"
     );
     assert_eq!(errno_of(dev.make_exclusive(a, 1)), libc::EACCES);
-    // SAFETY: as above.
     assert_eq!(
+        // SAFETY: as above.
         unsafe {
             libc::mprotect(
                 a as *mut libc::c_void,

@@ -122,6 +122,7 @@ fn bad_input_is_one_line_exit_2() {
 
 /// The drills that need no module, on this host's /dev/kvm.
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn no_module_drills_on_host_kvm() {
     if std::fs::OpenOptions::new()
         .read(true)

@@ -16,6 +16,7 @@ fn skip(reason: &str) {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn dontneed_produces_exact_unmap_event() {
     let kvm = match Kvm::new() {
         Ok(k) => k,
@@ -86,8 +87,8 @@ fn dontneed_produces_exact_unmap_event() {
     assert_eq!(unsafe { std::ptr::read_volatile(counter) }, 3);
 
     let before = secondary_mmu::now_ns();
-    // SAFETY: page-aligned range inside the mapping.
     assert_eq!(
+        // SAFETY: page-aligned range inside the mapping.
         unsafe { libc::madvise((hva + DATA) as *mut _, 4096, libc::MADV_DONTNEED) },
         0
     );
@@ -120,8 +121,8 @@ fn dontneed_produces_exact_unmap_event() {
         VcpuExit::Hlt => {}
         other => panic!("unexpected exit {other:?}"),
     }
-    // SAFETY: as above.
     assert_eq!(
+        // SAFETY: as above.
         unsafe { std::ptr::read_volatile(counter) },
         1,
         "guest did not see a zeroed page"

@@ -37,6 +37,10 @@ fn stdout(out: &Output) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_runs_a_command_and_returns_its_status() {
     if !lab_enabled() {
         return;
@@ -77,6 +81,10 @@ fn boot_linux_guest(thp: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_boots_debian_kernel_as_nested_guest_thp_on() {
     if lab_enabled() {
         boot_linux_guest("on");
@@ -84,6 +92,10 @@ fn lab_boots_debian_kernel_as_nested_guest_thp_on() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_boots_debian_kernel_as_nested_guest_thp_off() {
     if lab_enabled() {
         boot_linux_guest("off");
@@ -91,6 +103,10 @@ fn lab_boots_debian_kernel_as_nested_guest_thp_off() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_runs_the_payload_tests() {
     if !lab_enabled() {
         return;

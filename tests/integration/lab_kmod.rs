@@ -68,6 +68,10 @@ fn kmod_suite(lab_args: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_kmod_tests_on_the_debug_kernel() {
     if lab_enabled() {
         kmod_suite(&["--flavour", "debug"]);
@@ -75,6 +79,10 @@ fn lab_kmod_tests_on_the_debug_kernel() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_kmod_tests_on_7_2() {
     if lab_enabled() {
         kmod_suite(&[]);
@@ -82,6 +90,10 @@ fn lab_kmod_tests_on_7_2() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_kmod_tests_on_6_12() {
     if lab_enabled() {
         kmod_suite(&["--version", "6.12"]);

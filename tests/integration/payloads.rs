@@ -3,9 +3,10 @@
 //! They also run inside the lab (tests/integration/lab.rs).
 
 use crate::run_util::kvm_skip_reason;
-use mmuvisor::payloads::{self, interp};
+use mmuvisor::payloads;
 use mmuvisor::vcpu::GuestEventKind;
 use mmuvisor::vmm::{GuestImage, Vm, VmConfig};
+use mmuvisor_abi::interp;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ macro_rules! require_kvm {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn hello_prints_and_exits_zero() {
     require_kvm!();
     let out = run(&["--payload", "hello", "--vcpus", "1"]);
@@ -38,6 +40,7 @@ fn hello_prints_and_exits_zero() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn exit_code_is_the_process_status() {
     require_kvm!();
     for code in [0, 7, 200] {
@@ -47,6 +50,7 @@ fn exit_code_is_the_process_status() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn crashes_are_reported_not_hung() {
     require_kvm!();
     let out = run(&["--payload", "triple-fault"]);
@@ -96,6 +100,7 @@ fn syncs_until_end(vm: &mut Vm) -> (Vec<(usize, u64, u64, u64)>, i32) {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn smp_vcpus_meet_and_count() {
     require_kvm!();
     let mut vm = payload_vm("smp", 3, [200, 0, 0, 0]);
@@ -111,6 +116,7 @@ fn smp_vcpus_meet_and_count() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn mem_pattern_reads_back_what_it_wrote() {
     require_kvm!();
     let mut vm = payload_vm("mem-pattern", 1, [16, 42, 0, 0]);
@@ -125,6 +131,7 @@ fn mem_pattern_reads_back_what_it_wrote() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn interp_runs_host_commands() {
     require_kvm!();
     let mut vm = payload_vm("interp", 1, [64, 0, 0, 0]);
@@ -174,6 +181,7 @@ fn interp_runs_host_commands() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn interp_rejects_an_unknown_op_before_its_page() {
     require_kvm!();
     let mut vm = payload_vm("interp", 1, [4, 0, 0, 0]);

@@ -4,6 +4,7 @@ use crate::require_kvm_payload;
 use crate::run_util::{run_payload, stderr, stdout};
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn hello_on_each_vcpu_then_done() {
     let elf = require_kvm_payload!();
     let o = run_payload(elf, &["--vcpus", "3", "--arg", "0"]);
@@ -17,6 +18,7 @@ fn hello_on_each_vcpu_then_done() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn debug_exit_code() {
     let elf = require_kvm_payload!();
     let o = run_payload(elf, &["--arg", "1", "--arg", "42"]);
@@ -24,6 +26,7 @@ fn debug_exit_code() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn triple_fault_is_reported() {
     let elf = require_kvm_payload!();
     let o = run_payload(elf, &["--arg", "2"]);
@@ -37,6 +40,7 @@ fn triple_fault_is_reported() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn unhandled_port_write_is_reported() {
     let elf = require_kvm_payload!();
     let o = run_payload(elf, &["--arg", "3"]);
@@ -46,6 +50,7 @@ fn unhandled_port_write_is_reported() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn unhandled_port_read_is_reported() {
     let elf = require_kvm_payload!();
     let o = run_payload(elf, &["--arg", "8"]);
@@ -58,6 +63,7 @@ fn unhandled_port_read_is_reported() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn assert_ends_with_message() {
     let elf = require_kvm_payload!();
     let o = run_payload(elf, &["--vcpus", "2", "--arg", "4"]);
@@ -67,6 +73,7 @@ fn assert_ends_with_message() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn timeout_stops_a_spinning_guest() {
     let elf = require_kvm_payload!();
     let t = std::time::Instant::now();
@@ -91,6 +98,7 @@ fn timeout_stops_a_spinning_guest() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn timeout_stops_a_halted_guest() {
     // HLT with interrupts off blocks the vCPU inside KVM (in-kernel irqchip).
     let elf = require_kvm_payload!();
@@ -107,6 +115,7 @@ fn timeout_stops_a_halted_guest() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn bench_setup_prints_figures() {
     let _ = require_kvm_payload!();
     let o = crate::run_util::mmuvisor(&["bench", "setup", "--setups", "2", "--round-trips", "20"]);
@@ -119,6 +128,7 @@ fn bench_setup_prints_figures() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn i8042_reset_ends_vm() {
     let elf = require_kvm_payload!();
     let o = run_payload(elf, &["--arg", "6"]);
@@ -126,6 +136,7 @@ fn i8042_reset_ends_vm() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn thp_and_memory_options() {
     let elf = require_kvm_payload!();
     for thp in ["on", "off"] {
@@ -135,6 +146,7 @@ fn thp_and_memory_options() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn closed_or_null_stdin_is_fine() {
     let elf = require_kvm_payload!();
     let cmd = format!(
@@ -152,6 +164,7 @@ fn closed_or_null_stdin_is_fine() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn piped_stdin_reaches_the_guest() {
     use std::io::Write;
     let elf = require_kvm_payload!();

@@ -19,6 +19,7 @@ fn config(elf: &std::path::Path, vcpus: usize, arg0: u64) -> VmConfig {
 const T: Duration = Duration::from_secs(10);
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn sync_reply_reaches_rax() {
     let elf = require_kvm_payload!();
     let mut vm = Vm::new(&config(elf, 2, 0)).unwrap();
@@ -55,6 +56,7 @@ fn sync_reply_reaches_rax() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn guest_write_seen_in_pagemap_and_dirty_log() {
     let elf = require_kvm_payload!();
     let mut vm = Vm::new(&config(elf, 1, 7)).unwrap();
@@ -89,6 +91,7 @@ fn guest_write_seen_in_pagemap_and_dirty_log() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn stop_ends_a_spinning_guest() {
     let elf = require_kvm_payload!();
     let mut vm = Vm::new(&config(elf, 2, 5)).unwrap();
@@ -109,6 +112,7 @@ fn stop_ends_a_spinning_guest() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn crash_event_and_outcome() {
     let elf = require_kvm_payload!();
     let mut vm = Vm::new(&config(elf, 1, 2)).unwrap();
@@ -122,6 +126,7 @@ fn crash_event_and_outcome() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn memory_above_3g_moves_to_4g() {
     let elf = require_kvm_payload!();
     let mut c = config(elf, 1, 0);
@@ -137,6 +142,7 @@ fn memory_above_3g_moves_to_4g() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn thp_backs_guest_written_memory_when_asked() {
     let elf = require_kvm_payload!();
     let thp =

@@ -21,17 +21,13 @@ pub const MPTABLE_START: u64 = 0x9fc00;
 pub const EBDA_START: u64 = 0x9fc00;
 /// Where the kernel (and payload images) are loaded.
 pub const HIMEM_START: u64 = 0x100000;
-/// Payload images must fit in [HIMEM_START, PAYLOAD_IMAGE_END).
-pub const PAYLOAD_IMAGE_END: u64 = 0x180000;
-/// vCPU i's stack top is PAYLOAD_STACK_TOP - i * PAYLOAD_STACK_SIZE.
-pub const PAYLOAD_STACK_TOP: u64 = 0x200000;
-pub const PAYLOAD_STACK_SIZE: u64 = 0x4000;
-pub const PAYLOAD_MAX_VCPUS: u64 = (PAYLOAD_STACK_TOP - PAYLOAD_IMAGE_END) / PAYLOAD_STACK_SIZE;
-/// First data page that payload tests read and write (2 MiB aligned).
-pub const PAYLOAD_DATA_START: u64 = 0x200000;
+/// The payload guests' part of the layout (images, stacks, data pages).
+pub use mmuvisor_abi::layout::{
+    DATA_START as PAYLOAD_DATA_START, PAYLOAD_IMAGE_END, PAYLOAD_IMAGE_START, PAYLOAD_MAX_VCPUS,
+    PAYLOAD_STACK_SIZE, PAYLOAD_STACK_TOP,
+};
 /// The 32-bit MMIO hole: RAM above this moves to 4 GiB.
 pub const MMIO_GAP_START: u64 = 0xc000_0000;
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
-/// ucall port (`out 0xe0, eax`) and debug-exit port (`out 0xf4, al`).
-pub const UCALL_PORT: u16 = 0xe0;
-pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// ucall port and debug-exit port of the payload ABI.
+pub use mmuvisor_abi::ucall::{DEBUG_EXIT_PORT, UCALL_PORT};
