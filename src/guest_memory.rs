@@ -5,14 +5,12 @@
 //! aligned to 2 MiB so that transparent huge pages can back it. RAM that
 //! would overlap the 32-bit MMIO gap moves above 4 GiB.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
 use kvm_ioctls::VmFd;
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 use crate::arch::x86_64::layout::{MMIO_GAP_END, MMIO_GAP_START};
+pub use crate::pagemap::PagemapEntry;
 
 /// Host page size assumed by pagemap lookups.
 pub const PAGE_SIZE: u64 = 4096;
@@ -58,9 +56,9 @@ pub enum Thp {
     Off,
 }
 
-/// One region of guest RAM.
+/// One region of guest RAM: a KVM memslot and the host range behind it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RegionInfo {
+pub struct GuestRegion {
     /// KVM memslot number.
     pub slot: u32,
     /// First guest physical address.
@@ -69,6 +67,20 @@ pub struct RegionInfo {
     pub size: u64,
     /// Host virtual address of `gpa`.
     pub hva: u64,
+}
+
+impl GuestRegion {
+    /// The guest page frames whose host range intersects `[start, end)`.
+    pub fn gfns_of(&self, start: u64, end: u64) -> Option<std::ops::Range<u64>> {
+        let lo = start.max(self.hva);
+        let hi = end.min(self.hva + self.size);
+        if lo >= hi {
+            return None;
+        }
+        let g0 = (self.gpa + (lo - self.hva)) >> 12;
+        let g1 = (self.gpa + (hi - self.hva) + 4095) >> 12;
+        Some(g0..g1)
+    }
 }
 
 /// A host anonymous mapping that we own and unmap on drop.
@@ -158,56 +170,13 @@ pub fn ram_ranges(size: u64) -> Vec<(u64, u64)> {
     }
 }
 
-/// A pagemap entry of one host page (see Documentation/admin-guide/mm/pagemap.rst).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PagemapEntry {
-    /// The raw 64-bit entry.
-    pub raw: u64,
-    /// Bit 63: page present in RAM.
-    pub present: bool,
-    /// Bit 62: page swapped (or another swap-type entry: migration, device-exclusive, ...).
-    pub swapped: bool,
-    /// Bits 0-4 when swapped.
-    pub swap_type: Option<u8>,
-    /// Bits 5-54 when swapped.
-    pub swap_offset: Option<u64>,
-    /// Bits 0-54 when present (zero without CAP_SYS_ADMIN).
-    pub pfn: Option<u64>,
-    /// Bit 56: page exclusively mapped.
-    pub exclusive: bool,
-    /// Bit 55: PTE is soft-dirty.
-    pub soft_dirty: bool,
-    /// Bit 61: file page or shared anon.
-    pub file_or_shared: bool,
-}
-
-impl PagemapEntry {
-    /// Decodes a raw pagemap word.
-    pub fn decode(raw: u64) -> Self {
-        let present = raw & (1 << 63) != 0;
-        let swapped = raw & (1 << 62) != 0;
-        let pfn_bits = raw & ((1 << 55) - 1);
-        PagemapEntry {
-            raw,
-            present,
-            swapped,
-            swap_type: swapped.then_some((raw & 0x1f) as u8),
-            swap_offset: swapped.then_some((raw >> 5) & ((1 << 50) - 1)),
-            pfn: (present && pfn_bits != 0).then_some(pfn_bits),
-            exclusive: raw & (1 << 56) != 0,
-            soft_dirty: raw & (1 << 55) != 0,
-            file_or_shared: raw & (1 << 61) != 0,
-        }
-    }
-}
-
 /// Guest RAM of one VM.
 #[derive(Debug)]
 pub struct GuestMemory {
     // Field order matters: the vm-memory regions (which do not own their
     // mappings) go before the mappings that are unmapped on drop.
     mmap: GuestMemoryMmap,
-    regions: Vec<RegionInfo>,
+    regions: Vec<GuestRegion>,
     dirty_logging: std::sync::atomic::AtomicBool,
     _mappings: Vec<HostMapping>,
 }
@@ -240,7 +209,7 @@ impl GuestMemory {
             .map_err(|e| GuestMemoryError::Region(e.to_string()))?;
             let region = GuestRegionMmap::new(raw, GuestAddress(gpa))
                 .ok_or_else(|| GuestMemoryError::Region("region wraps around".into()))?;
-            regions.push(RegionInfo {
+            regions.push(GuestRegion {
                 slot: slot as u32,
                 gpa,
                 size: len,
@@ -265,7 +234,7 @@ impl GuestMemory {
     }
 
     /// The RAM regions, one per memslot.
-    pub fn regions(&self) -> &[RegionInfo] {
+    pub fn regions(&self) -> &[GuestRegion] {
         &self.regions
     }
 
@@ -302,7 +271,7 @@ impl GuestMemory {
     /// never the page itself).
     pub fn pagemap(&self, gpa: u64) -> Result<PagemapEntry> {
         let hva = self.gpa_to_hva(gpa).ok_or(GuestMemoryError::NotRam(gpa))?;
-        pagemap_of_hva(hva)
+        PagemapEntry::of_hva(hva).map_err(GuestMemoryError::Pagemap)
     }
 
     /// AnonHugePages (bytes) of the host mapping holding `gpa` (see `anon_huge_bytes_of_hva`).
@@ -311,7 +280,7 @@ impl GuestMemory {
         anon_huge_bytes_of_hva(hva)
     }
 
-    fn memslot(&self, r: &RegionInfo, log_dirty: bool) -> kvm_userspace_memory_region {
+    fn memslot(&self, r: &GuestRegion, log_dirty: bool) -> kvm_userspace_memory_region {
         kvm_userspace_memory_region {
             slot: r.slot,
             flags: if log_dirty {
@@ -421,35 +390,29 @@ pub fn anon_huge_bytes_of_hva(hva: u64) -> Result<u64> {
     Err(GuestMemoryError::NotRam(hva))
 }
 
-/// The pagemap entry of the page holding host virtual address `hva` in this process.
-pub fn pagemap_of_hva(hva: u64) -> Result<PagemapEntry> {
-    let f = File::open("/proc/self/pagemap").map_err(GuestMemoryError::Pagemap)?;
-    let mut buf = [0u8; 8];
-    f.read_exact_at(&mut buf, (hva / PAGE_SIZE) * 8)
-        .map_err(GuestMemoryError::Pagemap)?;
-    Ok(PagemapEntry::decode(u64::from_le_bytes(buf)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn splits_around_mmio_gap() {
-        assert_eq!(ram_ranges(64 << 20), vec![(0, 64 << 20)]);
-        assert_eq!(ram_ranges(4 << 30), vec![(0, 3 << 30), (4 << 30, 1 << 30)]);
+    fn maps_host_range_to_gfns() {
+        let r = GuestRegion {
+            slot: 0,
+            gpa: 0,
+            hva: 0x7f00_0000_0000,
+            size: 64 << 20,
+        };
+        assert_eq!(
+            r.gfns_of(0x7f00_0020_0000, 0x7f00_0020_1000),
+            Some(0x200..0x201)
+        );
+        assert_eq!(r.gfns_of(0x1000, 0x2000), None);
     }
 
     #[test]
-    fn decode_swap_and_present() {
-        let e = PagemapEntry::decode((1 << 62) | (7 << 5) | 30);
-        assert!(e.swapped && !e.present);
-        assert_eq!(e.swap_type, Some(30));
-        assert_eq!(e.swap_offset, Some(7));
-        assert_eq!(e.pfn, None);
-        let p = PagemapEntry::decode((1 << 63) | (1 << 56) | 0x1234);
-        assert!(p.present && p.exclusive && !p.swapped);
-        assert_eq!(p.pfn, Some(0x1234));
+    fn splits_around_mmio_gap() {
+        assert_eq!(ram_ranges(64 << 20), vec![(0, 64 << 20)]);
+        assert_eq!(ram_ranges(4 << 30), vec![(0, 3 << 30), (4 << 30, 1 << 30)]);
     }
 
     #[test]
@@ -489,14 +452,14 @@ mod tests {
         let m = GuestMemory::new(16 << 20, Thp::Off).unwrap();
         let gpa = 0x300000;
         let before = m.pagemap(gpa).unwrap();
-        assert!(!before.present, "untouched page must not be present");
+        assert!(!before.present(), "untouched page must not be present");
         let hva = m.gpa_to_hva(gpa).unwrap();
         // SAFETY: hva is inside the mapping owned by `m`.
         unsafe { std::ptr::write_volatile(hva as *mut u64, 0xdead_beef) };
         let after = m.pagemap(gpa).unwrap();
-        assert!(after.present && !after.swapped);
+        assert!(after.present() && !after.swapped());
         assert!(
-            after.exclusive,
+            after.exclusive(),
             "a private anonymous page we wrote is exclusive"
         );
         // MADV_DONTNEED drops it again.
@@ -508,6 +471,6 @@ mod tests {
                 libc::MADV_DONTNEED,
             )
         };
-        assert!(!m.pagemap(gpa).unwrap().present);
+        assert!(!m.pagemap(gpa).unwrap().present());
     }
 }

@@ -2,6 +2,7 @@
 //! secondary MMU against device-exclusive pages. See docs/design.md.
 
 pub mod arch;
+pub mod clock;
 pub mod commands;
 pub mod devices;
 pub mod drill;
@@ -10,6 +11,7 @@ pub mod lab;
 pub mod loader;
 pub mod logger;
 pub mod notifier_client;
+pub mod pagemap;
 pub mod payloads;
 pub mod secondary_mmu;
 pub mod vcpu;

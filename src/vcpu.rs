@@ -12,6 +12,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
 use crate::arch::x86_64::layout::UCALL_PORT;
+use crate::clock::now_ns;
 use crate::devices::bus::{IoAction, PortBus};
 use crate::devices::ucall::{self, Ucall};
 use crate::guest_memory::GuestMemory;
@@ -59,17 +60,6 @@ pub enum GuestMode {
     Payload,
     /// Unknown reads return all-ones, writes are ignored (Linux).
     Linux,
-}
-
-/// Current CLOCK_MONOTONIC in nanoseconds.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 thread_local! {
@@ -178,7 +168,7 @@ impl Vcpu {
     fn send(&self, kind: GuestEventKind) {
         let ev = GuestEvent {
             vcpu: self.index,
-            time_ns: monotonic_ns(),
+            time_ns: now_ns(),
             kind,
         };
         // The receiver only goes away when the VM is being torn down.

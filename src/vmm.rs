@@ -18,6 +18,7 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
 use crate::arch::x86_64::layout::{DEBUG_EXIT_PORT, PAYLOAD_MAX_VCPUS};
 use crate::arch::x86_64::{cpuid, gdt, interrupts, msrs, paging, regs};
+use crate::clock::now_ns;
 use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN};
 use crate::devices::exit_port::ExitPort;
 use crate::devices::i8042::{I8042, I8042_BASE, I8042_LEN};
@@ -26,7 +27,7 @@ use crate::devices::PortBus;
 use crate::guest_memory::{GuestMemory, Thp};
 use crate::loader::linux::{load_linux, LinuxImage};
 use crate::loader::payload;
-use crate::vcpu::{monotonic_ns, register_kick_handler, Vcpu, VcpuMsg, VcpuShared};
+use crate::vcpu::{register_kick_handler, Vcpu, VcpuMsg, VcpuShared};
 pub use crate::vcpu::{GuestEvent, GuestEventKind, GuestMode};
 
 pub use crate::guest_memory::GuestMemory as Memory;
@@ -151,7 +152,7 @@ impl EventWriter {
         }
         let ev = GuestEvent {
             vcpu: crate::vcpu::current_vcpu(),
-            time_ns: monotonic_ns(),
+            time_ns: now_ns(),
             kind: GuestEventKind::Serial(std::mem::take(&mut self.buf)),
         };
         let _ = self.tx.send(VcpuMsg::Event(ev));

@@ -10,9 +10,9 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::CmdResult;
 use crate::arch::x86_64::layout::HIMEM_START;
+use crate::clock::now_ns;
 use crate::guest_memory::{GuestMemory, Thp};
 use crate::loader::payload::minimal_elf;
-use crate::vcpu::monotonic_ns;
 use crate::vmm::{GuestEventKind, Vm, VmConfig};
 
 #[derive(clap::Args, Debug)]
@@ -59,7 +59,7 @@ fn one_setup() -> Result<SetupFigures, Box<dyn std::error::Error>> {
     ))?;
     let new_time = t0.elapsed();
     let phases = vm.setup_times().to_vec();
-    let start_ns = monotonic_ns();
+    let start_ns = now_ns();
     let mut running = vm.start()?;
     let ev = running.next_event(Duration::from_secs(10))?;
     let first = Duration::from_nanos(ev.time_ns.saturating_sub(start_ns));
@@ -88,9 +88,9 @@ fn raw_kvm_round_trips(n: usize) -> Result<Vec<u64>, Box<dyn std::error::Error>>
     })?;
     let mut v = Vec::with_capacity(n);
     for _ in 0..n + 1 {
-        let t = monotonic_ns();
+        let t = now_ns();
         match vcpu.run()? {
-            VcpuExit::IoOut(0xe0, _) => v.push(monotonic_ns() - t),
+            VcpuExit::IoOut(0xe0, _) => v.push(now_ns() - t),
             other => return Err(format!("raw KVM peer: unexpected exit {other:?}").into()),
         }
     }
@@ -185,10 +185,10 @@ pub fn exec(a: SetupArgs) -> CmdResult {
     let mut reply_to_exit = Vec::with_capacity(a.round_trips);
     let mut loop_time = Vec::with_capacity(a.round_trips);
     for _ in 0..a.round_trips {
-        let t = monotonic_ns();
+        let t = now_ns();
         running.reply(ev.vcpu, 0)?;
         ev = running.next_event(Duration::from_secs(10))?;
-        let back = monotonic_ns();
+        let back = now_ns();
         if !matches!(ev.kind, GuestEventKind::Sync { .. }) {
             return Err(format!("unexpected event {:?}", ev.kind).into());
         }

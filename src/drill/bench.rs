@@ -1,5 +1,6 @@
 //! `mmuvisor bench revoke` and `mmuvisor bench repeat`: figures, no asserts.
 
+use crate::clock::now_ns;
 use crate::drill::guest::Op;
 use crate::drill::report::ktap::Report;
 use crate::drill::runner;
@@ -8,7 +9,6 @@ use crate::drill::session::{DrillConfig, DrillError, TraceMode};
 use crate::drill::verdict::Outcome;
 use crate::drill::{Backend, Ctx};
 use crate::notifier_client::NotifierClient;
-use crate::secondary_mmu::now_ns;
 
 /// p-th percentile (0..=100) of sorted samples.
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {

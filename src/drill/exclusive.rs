@@ -2,6 +2,7 @@
 //! through the device's mapping, pagemap and the guest's reports: a host
 //! access would itself revoke the device and hide what the guest did.
 
+use crate::clock::now_ns;
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
 use crate::drill::guest::{page_gpa, Op, PAGE_SIZE};
 use crate::drill::hostmm::{anon_huge_kb, thp_available};
@@ -12,7 +13,6 @@ use crate::drill::verdict::{
 };
 use crate::drill::Ctx;
 use crate::notifier_client::NotifierClient;
-use crate::secondary_mmu::now_ns;
 
 /// Initial counter value of the page under test.
 pub const INITIAL: u64 = 100;

@@ -1,9 +1,8 @@
 //! The `interp` payload as a drill sees it: commands, the driver trait that
 //! the VMM adapter implements, and host views of guest pages (pagemap).
 
-use std::os::unix::fs::FileExt;
-
-use crate::secondary_mmu::GuestRegion;
+use crate::guest_memory::GuestRegion;
+pub use crate::pagemap::PagemapEntry;
 use mmuvisor_abi::interp;
 pub use mmuvisor_abi::interp::fill_word;
 pub use mmuvisor_abi::layout::{page_gpa, DATA_START, PAGE_SIZE};
@@ -165,63 +164,14 @@ pub trait InterpGuest {
     fn gpa_to_hva(&self, gpa: u64) -> Option<u64> {
         self.regions()
             .iter()
-            .find(|r| gpa >= r.gpa && gpa < r.gpa + r.len)
+            .find(|r| gpa >= r.gpa && gpa < r.gpa + r.size)
             .map(|r| r.hva + (gpa - r.gpa))
     }
     /// State of the host PTE behind `gpa` (never touches the page).
-    fn pagemap(&self, gpa: u64) -> std::io::Result<PageState> {
+    fn pagemap(&self, gpa: u64) -> std::io::Result<PagemapEntry> {
         let hva = self.gpa_to_hva(gpa).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "gpa outside RAM")
         })?;
-        PageState::of_hva(hva)
-    }
-}
-
-/// One `/proc/self/pagemap` entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PageState {
-    pub raw: u64,
-}
-
-impl PageState {
-    pub fn of_hva(hva: u64) -> std::io::Result<Self> {
-        let f = std::fs::File::open("/proc/self/pagemap")?;
-        let mut b = [0u8; 8];
-        f.read_exact_at(&mut b, (hva / PAGE_SIZE) * 8)?;
-        Ok(PageState {
-            raw: u64::from_ne_bytes(b),
-        })
-    }
-    pub fn present(self) -> bool {
-        self.raw & (1 << 63) != 0
-    }
-    pub fn swapped(self) -> bool {
-        self.raw & (1 << 62) != 0
-    }
-    /// PM_SOFT_DIRTY: written since the last clear_refs (present or swap).
-    pub fn soft_dirty(self) -> bool {
-        self.raw & (1 << 55) != 0
-    }
-    /// PM_UFFD_WP: write-protected by userfaultfd (present or swap).
-    pub fn uffd_wp(self) -> bool {
-        self.raw & (1 << 57) != 0
-    }
-    /// PFN (0 unless root).
-    pub fn pfn(self) -> Option<u64> {
-        self.present().then_some(self.raw & ((1 << 55) - 1))
-    }
-    /// Swap type of a non-present swap entry (device-exclusive entries are
-    /// "swap" entries of a high type).
-    pub fn swap_type(self) -> Option<u64> {
-        self.swapped().then_some(self.raw & 0x1f)
-    }
-    pub fn describe(self) -> String {
-        if self.present() {
-            format!("present pfn {:#x}", self.raw & ((1 << 55) - 1))
-        } else if self.swapped() {
-            format!("swap entry type {}", self.raw & 0x1f)
-        } else {
-            "not present".to_string()
-        }
+        PagemapEntry::of_hva(hva)
     }
 }

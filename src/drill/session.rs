@@ -2,7 +2,7 @@
 //! host actions, collects KVM's events, and keeps the timeline.
 
 use crate::drill::guest::{
-    page_gpa, Cmd, GuestError, InterpGuest, Op, PageState, SyncReport, PAGE_SIZE,
+    page_gpa, Cmd, GuestError, InterpGuest, Op, PagemapEntry, SyncReport, PAGE_SIZE,
 };
 use crate::drill::report::timeline::{Lane, Timeline};
 use crate::drill::verdict::{Verdict, Window};
@@ -201,7 +201,7 @@ impl Session {
                 "vCPU {vcpu} has no pending command"
             )));
         };
-        let issued = secondary_mmu::now_ns();
+        let issued = crate::clock::now_ns();
         let r = loop {
             if let Some(r) = self.ready[vcpu].take() {
                 break r;
@@ -247,9 +247,9 @@ impl Session {
 
     /// Runs a host action, timing it and drawing it on the timeline.
     pub fn host<T>(&mut self, label: &str, f: impl FnOnce(&mut Self) -> T) -> (T, Window) {
-        let start_ns = secondary_mmu::now_ns();
+        let start_ns = crate::clock::now_ns();
         let out = f(self);
-        let end_ns = secondary_mmu::now_ns();
+        let end_ns = crate::clock::now_ns();
         self.tl.span(Lane::Host, start_ns, end_ns, label);
         (out, Window { start_ns, end_ns })
     }
@@ -262,12 +262,12 @@ impl Session {
     }
 
     /// pagemap of data page `page` (never touches the page).
-    pub fn pagemap(&mut self, page: u64) -> DrillResult<PageState> {
+    pub fn pagemap(&mut self, page: u64) -> DrillResult<PagemapEntry> {
         let hva = self.hva(page)?;
-        let s = PageState::of_hva(hva).map_err(host_err("pagemap"))?;
+        let s = PagemapEntry::of_hva(hva).map_err(host_err("pagemap"))?;
         self.tl.instant(
             Lane::Pagemap,
-            secondary_mmu::now_ns(),
+            crate::clock::now_ns(),
             format!("p{page}: {}", s.describe()),
         );
         Ok(s)

@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::clock::now_ns;
 use crate::drill::guest::{
     fill_word, page_gpa, Cmd, GuestError, InterpGuest, Op, SyncReport, PAGE_SIZE,
 };
-use crate::secondary_mmu::{now_ns, GuestRegion};
+use crate::guest_memory::GuestRegion;
 
 const WORDS: usize = (PAGE_SIZE / 8) as usize;
 
@@ -172,9 +173,10 @@ impl InterpGuest for SimGuest {
     }
     fn regions(&self) -> Vec<GuestRegion> {
         vec![GuestRegion {
+            slot: 0,
             gpa: 0,
             hva: self.hva,
-            len: self.size,
+            size: self.size,
         }]
     }
     fn vm_fd(&self) -> Option<&kvm_ioctls::VmFd> {

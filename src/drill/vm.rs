@@ -6,9 +6,9 @@ use crate::drill::guest::InterpGuest;
 use crate::drill::guest::{GuestError, SyncReport};
 use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillError, DrillResult, Session};
+use crate::guest_memory::GuestRegion;
 use crate::guest_memory::Thp;
 use crate::notifier_client::{self as nc, Access, AccessOp, Hold, NotifierClient};
-use crate::secondary_mmu::GuestRegion;
 use crate::vmm::{GuestEventKind, RunningVm, SerialSink, Vm, VmConfig, VmmError, MIN_PAYLOAD_MEM};
 use std::time::Duration;
 
@@ -63,16 +63,7 @@ impl InterpGuest for VmmGuest {
         self.vm.memory().size()
     }
     fn regions(&self) -> Vec<GuestRegion> {
-        self.vm
-            .memory()
-            .regions()
-            .iter()
-            .map(|r| GuestRegion {
-                gpa: r.gpa,
-                hva: r.hva,
-                len: r.size,
-            })
-            .collect()
+        self.vm.memory().regions().to_vec()
     }
     fn vm_fd(&self) -> Option<&kvm_ioctls::VmFd> {
         Some(self.vm.vm_fd())
@@ -197,7 +188,7 @@ pub fn open_device(s: &Session) -> DrillResult<Box<dyn ExclusiveDevice>> {
     }
     for r in s.guest().regions() {
         client
-            .attach(r.hva, r.len)
+            .attach(r.hva, r.size)
             .map_err(|e| DrillError::Host(e.to_string()))?;
     }
     Ok(Box::new(ModuleDevice { client }))

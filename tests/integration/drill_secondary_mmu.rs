@@ -5,7 +5,8 @@
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit};
-use mmuvisor::secondary_mmu::{self, GuestRegion, KvmStats, KvmTrace, TraceConfig};
+use mmuvisor::guest_memory::GuestRegion;
+use mmuvisor::secondary_mmu::{self, KvmStats, KvmTrace, TraceConfig};
 
 const MEM: usize = 0x10000;
 const CODE: u64 = 0x1000;
@@ -65,9 +66,10 @@ fn dontneed_produces_exact_unmap_event() {
     let trace = KvmTrace::start(&TraceConfig {
         this_process_only: true,
         regions: vec![GuestRegion {
+            slot: 0,
             gpa: 0,
             hva,
-            len: MEM as u64,
+            size: MEM as u64,
         }],
         buffer_kb: 1024,
     });
@@ -86,13 +88,13 @@ fn dontneed_produces_exact_unmap_event() {
     // SAFETY: reading inside the mapping (no device holds it in this test).
     assert_eq!(unsafe { std::ptr::read_volatile(counter) }, 3);
 
-    let before = secondary_mmu::now_ns();
+    let before = mmuvisor::clock::now_ns();
     assert_eq!(
         // SAFETY: page-aligned range inside the mapping.
         unsafe { libc::madvise((hva + DATA) as *mut _, 4096, libc::MADV_DONTNEED) },
         0
     );
-    let after = secondary_mmu::now_ns();
+    let after = mmuvisor::clock::now_ns();
     trace.poll().expect("poll");
     let hits = trace.unmaps_in(before, after, hva + DATA, hva + DATA + 4096);
     assert!(
@@ -111,9 +113,10 @@ fn dontneed_produces_exact_unmap_event() {
             "unmap wider than the page"
         );
         let r = GuestRegion {
+            slot: 0,
             gpa: 0,
             hva,
-            len: MEM as u64,
+            size: MEM as u64,
         };
         assert_eq!(r.gfns_of(start, end), Some(3..4));
     }

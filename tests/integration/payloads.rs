@@ -127,7 +127,7 @@ fn mem_pattern_reads_back_what_it_wrote() {
     assert_ne!(sum, 0);
     // The first data page is present in the host page tables now.
     let entry = vm.memory().pagemap(0x200000).expect("pagemap");
-    assert!(entry.present, "written guest page not present in pagemap");
+    assert!(entry.present(), "written guest page not present in pagemap");
 }
 
 #[test]

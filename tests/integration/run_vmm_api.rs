@@ -62,7 +62,7 @@ fn guest_write_seen_in_pagemap_and_dirty_log() {
     let mut vm = Vm::new(&config(elf, 1, 7)).unwrap();
     let page = 0x200000;
     assert!(
-        !vm.memory().pagemap(page).unwrap().present,
+        !vm.memory().pagemap(page).unwrap().present(),
         "not touched before the guest runs"
     );
     vm.set_dirty_logging(true).unwrap();
@@ -74,7 +74,7 @@ fn guest_write_seen_in_pagemap_and_dirty_log() {
     assert_eq!((v0, v1), (page, 0x1000));
     let pm = vm.memory().pagemap(page).unwrap();
     assert!(
-        pm.present && !pm.swapped,
+        pm.present() && !pm.swapped(),
         "guest write made the host page present: {pm:?}"
     );
     let hva = vm.memory().gpa_to_hva(page).unwrap();

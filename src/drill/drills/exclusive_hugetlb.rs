@@ -15,7 +15,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::drill::guest::PageState;
+use crate::drill::guest::PagemapEntry;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{DrillError, DrillResult};
 use crate::drill::verdict::Verdict;
@@ -64,7 +64,7 @@ pub fn probe() -> i32 {
     };
     region.populate();
     let page = region.addr() + 3 * 4096;
-    let before = PageState::of_hva(page).ok();
+    let before = PagemapEntry::of_hva(page).ok();
     let dev = match NotifierClient::open() {
         Ok(d) => d,
         Err(e) => {
@@ -84,7 +84,7 @@ pub fn probe() -> i32 {
             let _ = dev.release(page, 1);
         }
     }
-    let after = PageState::of_hva(page).ok();
+    let after = PagemapEntry::of_hva(page).ok();
     let intact = matches!((before, after), (Some(b), Some(a)) if a.present() && a.pfn() == b.pfn());
     println!(
         "mapping={}",

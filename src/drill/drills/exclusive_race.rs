@@ -98,7 +98,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     for t in 0..n {
         let dev = NotifierClient::open().map_err(|e| DrillError::Host(e.to_string()))?;
         for r in &regions {
-            dev.attach(r.hva, r.len)
+            dev.attach(r.hva, r.size)
                 .map_err(|e| DrillError::Host(format!("attach: {e}")))?;
         }
         let hvas = vec![(t, s.hva(t)?)];

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clock::now_ns;
 use crate::drill::guest::{Op, PAGE_SIZE};
 use crate::drill::hostmm::KsmGuard;
 use crate::drill::report::timeline::{Lane, Timeline};
@@ -12,7 +13,6 @@ use crate::drill::session::GuestSpec;
 use crate::drill::session::{host_err, DrillError, DrillResult, TraceMode};
 use crate::drill::verdict::{invalidated, Verdict, Window};
 use crate::drill::Ctx;
-use crate::secondary_mmu::now_ns;
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::AnyTask)?;
