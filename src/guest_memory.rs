@@ -10,6 +10,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 use crate::arch::x86_64::layout::{MMIO_GAP_END, MMIO_GAP_START};
+use crate::host_mapping::HostMapping;
 pub use crate::pagemap::PagemapEntry;
 
 /// Host page size assumed by pagemap lookups.
@@ -40,6 +41,8 @@ pub enum GuestMemoryError {
     NotRam(u64),
     #[error("cannot read /proc/self/pagemap: {0}")]
     Pagemap(std::io::Error),
+    #[error("cannot read /proc/self/smaps: {0}")]
+    Smaps(std::io::Error),
 }
 
 type Result<T> = std::result::Result<T, GuestMemoryError>;
@@ -83,80 +86,21 @@ impl GuestRegion {
     }
 }
 
-/// A host anonymous mapping that we own and unmap on drop.
-#[derive(Debug)]
-struct HostMapping {
-    addr: *mut u8,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain memory owned by this struct; the raw pointer is
-// only used to unmap it on drop.
-unsafe impl Send for HostMapping {}
-// SAFETY: as above; no interior state is touched through a shared reference.
-unsafe impl Sync for HostMapping {}
-
-impl Drop for HostMapping {
-    fn drop(&mut self) {
-        // SAFETY: addr/len describe a mapping created by `map_anonymous` and not
-        // unmapped anywhere else.
-        unsafe {
-            libc::munmap(self.addr.cast(), self.len);
-        }
-    }
-}
-
 /// Maps `size` bytes (rounded up to 2 MiB) of anonymous private memory at a
-/// 2 MiB aligned host address.
+/// 2 MiB aligned host address, with the THP advice asked for.
 fn map_anonymous(size: u64, thp: Thp) -> Result<HostMapping> {
     let len = size.div_ceil(HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE;
-    let reserve = len + HUGE_PAGE_SIZE;
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-    // SAFETY: anonymous mapping at a kernel-chosen address; the result is checked.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            reserve as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(GuestMemoryError::Mmap {
-            size,
-            err: std::io::Error::last_os_error(),
-        });
-    }
-    let base_u = base as u64;
-    let aligned = base_u.div_ceil(HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE;
-    let head = aligned - base_u;
-    let tail = reserve - head - len;
-    // SAFETY: both trimmed pieces lie inside the reservation just made.
-    unsafe {
-        if head > 0 {
-            libc::munmap(base, head as usize);
-        }
-        if tail > 0 {
-            libc::munmap((aligned + len) as *mut libc::c_void, tail as usize);
-        }
-    }
-    let mapping = HostMapping {
-        addr: aligned as *mut u8,
-        len: len as usize,
-    };
+    let mapping = HostMapping::private_aligned(len as usize, HUGE_PAGE_SIZE as usize)
+        .map_err(|err| GuestMemoryError::Mmap { size, err })?;
     let advice = match thp {
         Thp::Default => None,
         Thp::On => Some(libc::MADV_HUGEPAGE),
         Thp::Off => Some(libc::MADV_NOHUGEPAGE),
     };
     if let Some(advice) = advice {
-        // SAFETY: the range is the mapping we own.
-        let ret = unsafe { libc::madvise(mapping.addr.cast(), mapping.len, advice) };
-        if ret != 0 {
-            return Err(GuestMemoryError::Madvise(std::io::Error::last_os_error()));
-        }
+        mapping
+            .madvise(0, mapping.len(), advice)
+            .map_err(GuestMemoryError::Madvise)?;
     }
     Ok(mapping)
 }
@@ -200,7 +144,7 @@ impl GuestMemory {
             // outlives the region (see the field order of GuestMemory).
             let raw = unsafe {
                 MmapRegion::build_raw(
-                    mapping.addr,
+                    mapping.as_ptr(),
                     len as usize,
                     libc::PROT_READ | libc::PROT_WRITE,
                     flags,
@@ -213,7 +157,7 @@ impl GuestMemory {
                 slot: slot as u32,
                 gpa,
                 size: len,
-                hva: mapping.addr as u64,
+                hva: mapping.addr(),
             });
             vm_regions.push(region);
             mappings.push(mapping);
@@ -365,29 +309,9 @@ impl GuestMemory {
 /// AnonHugePages (bytes) of the host mapping (VMA) that holds `hva`, from
 /// /proc/self/smaps: how much of it THP backs right now.
 pub fn anon_huge_bytes_of_hva(hva: u64) -> Result<u64> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").map_err(GuestMemoryError::Pagemap)?;
-    let mut inside = false;
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-') {
-            if let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
-                inside = hva >= start && hva < end;
-                continue;
-            }
-        }
-        if inside {
-            if let Some(rest) = line.strip_prefix("AnonHugePages:") {
-                let kb: u64 = rest
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse()
-                    .unwrap_or(0);
-                return Ok(kb * 1024);
-            }
-        }
-    }
-    Err(GuestMemoryError::NotRam(hva))
+    crate::smaps::anon_huge_bytes(hva)
+        .map_err(GuestMemoryError::Smaps)?
+        .ok_or(GuestMemoryError::NotRam(hva))
 }
 
 #[cfg(test)]

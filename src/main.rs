@@ -48,7 +48,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("mmuvisor: error: {e}");
-            std::process::exit(2);
+            std::process::exit(mmuvisor::exit_code::ERROR);
         }
     }
 }

@@ -17,6 +17,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
 use crate::arch::x86_64::layout::{DEBUG_EXIT_PORT, PAYLOAD_MAX_VCPUS};
+use crate::arch::x86_64::mptable::MAX_MPTABLE_VCPUS;
 use crate::arch::x86_64::{cpuid, gdt, interrupts, msrs, paging, regs};
 use crate::clock::now_ns;
 use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN};
@@ -37,7 +38,7 @@ pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 pub const KVM_IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
 /// Smallest RAM sizes accepted.
 pub const MIN_PAYLOAD_MEM: u64 = 16 << 20;
-pub const MIN_LINUX_MEM: u64 = 64 << 20;
+pub use crate::loader::linux::MIN_LINUX_MEM;
 /// Largest RAM size accepted.
 pub const MAX_MEM: u64 = 1 << 40;
 /// Default Linux command line (the user's is appended).
@@ -240,8 +241,12 @@ pub fn validate(config: &VmConfig, kvm_max: usize) -> Result<()> {
             MIN_PAYLOAD_MEM
         }
         GuestImage::Linux(_) => {
-            if config.vcpus > 254 {
-                return Err(VmmError::TooManyVcpus(config.vcpus, 254, "MP table"));
+            if config.vcpus > MAX_MPTABLE_VCPUS {
+                return Err(VmmError::TooManyVcpus(
+                    config.vcpus,
+                    MAX_MPTABLE_VCPUS,
+                    "MP table",
+                ));
             }
             MIN_LINUX_MEM
         }
@@ -688,7 +693,7 @@ impl RunningVm {
     /// Stops every vCPU (kicks them out of KVM_RUN). If the guest had not
     /// ended yet the outcome is `Stopped` with exit code 124.
     pub fn stop(&mut self) {
-        self.set_outcome(124, OutcomeReason::Stopped);
+        self.set_outcome(crate::exit_code::TIMEOUT, OutcomeReason::Stopped);
         self.shared.request_stop();
     }
 

@@ -142,7 +142,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 Ok(code) => Ok(code),
                 Err(crate::lab::LabError::Interrupted) => {
                     eprintln!("mmuvisor: lab interrupted; QEMU stopped, temporary files removed");
-                    Ok(130)
+                    Ok(crate::exit_code::INTERRUPTED)
                 }
                 Err(e) => Err(e.into()),
             }

@@ -10,7 +10,6 @@ use crate::loader::linux::LinuxImage;
 use crate::vmm::{GuestEventKind, GuestImage, OutcomeReason, SerialSink, Vm, VmConfig, VmmError};
 
 /// Exit code when `--timeout` expires.
-pub const EXIT_TIMEOUT: i32 = 124;
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("guest").required(true).args(["kernel", "payload"])))]
@@ -211,7 +210,7 @@ pub fn exec(a: Args) -> CmdResult {
                 "mmuvisor: timeout: guest still running after {} s",
                 a.timeout.unwrap_or_default()
             );
-            Ok(EXIT_TIMEOUT)
+            Ok(crate::exit_code::TIMEOUT)
         }
         OutcomeReason::Assert { .. } | OutcomeReason::Crash(_) => {
             eprintln!("mmuvisor: {outcome}");

@@ -8,6 +8,7 @@ use crate::drill::session::GuestSpec;
 use crate::drill::session::{DrillConfig, DrillError, TraceMode};
 use crate::drill::verdict::Outcome;
 use crate::drill::{Backend, Ctx};
+use crate::host_mapping::HostMapping;
 use crate::notifier_client::NotifierClient;
 
 /// p-th percentile (0..=100) of sorted samples.
@@ -69,20 +70,8 @@ pub fn revoke(rounds: usize, cfg: &DrillConfig) -> Result<(), String> {
     drop(dev);
     // A plain process page, same module, same run.
     let c = NotifierClient::open().map_err(|e| e.to_string())?;
-    // SAFETY: fresh private anonymous page, unmapped below.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-    }
+    let page = HostMapping::private(4096).map_err(|e| format!("mmap: {e}"))?;
+    let p = page.as_ptr();
     let res = (|| -> Result<(), String> {
         c.attach(p as u64, 4096).map_err(|e| e.to_string())?;
         for _ in 0..rounds {
@@ -96,8 +85,7 @@ pub fn revoke(rounds: usize, cfg: &DrillConfig) -> Result<(), String> {
         }
         Ok(())
     })();
-    // SAFETY: our mapping.
-    unsafe { libc::munmap(p, 4096) };
+    drop(page);
     res?;
     println!("# bench revoke: {rounds} rounds; times in µs");
     println!("{:<34} {:>6} {:>10} {:>10}", "case", "n", "p50", "p99");

@@ -111,24 +111,9 @@ impl Drop for ForkedReader {
 
 /// AnonHugePages (kB) of the VMA that contains `hva`.
 pub fn anon_huge_kb(hva: u64) -> Option<u64> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let mut inside = false;
-    for line in smaps.lines() {
-        if let Some((range, _)) = line.split_once(' ') {
-            if let Some((a, b)) = range.split_once('-') {
-                if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
-                    inside = hva >= a && hva < b;
-                    continue;
-                }
-            }
-        }
-        if inside {
-            if let Some(v) = line.strip_prefix("AnonHugePages:") {
-                return v.trim().trim_end_matches("kB").trim().parse().ok();
-            }
-        }
-    }
-    None
+    crate::smaps::vma_field_kb(hva, "AnonHugePages")
+        .ok()
+        .flatten()
 }
 
 /// Whether THP may be used (`enabled` is not `[never]`).
@@ -363,18 +348,8 @@ mod tests {
 
     #[test]
     fn guarded_write_faults_on_a_read_only_page_and_lands_on_a_writable_one() {
-        // SAFETY: a fresh private anonymous page, unmapped at the end.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
+        let page = crate::host_mapping::HostMapping::private(4096).unwrap();
+        let p = page.as_ptr().cast::<libc::c_void>();
         assert!(!guarded_write(p as u64, 7).unwrap());
         // SAFETY: p is our page.
         assert_eq!(unsafe { std::ptr::read_volatile(p as *const u64) }, 7);
@@ -383,8 +358,6 @@ mod tests {
         assert!(guarded_write(p as u64, 9).unwrap());
         // SAFETY: p is our page, readable.
         assert_eq!(unsafe { std::ptr::read_volatile(p as *const u64) }, 7);
-        // SAFETY: unmapping our page.
-        unsafe { libc::munmap(p, 4096) };
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::drill::guest::{
     fill_word, page_gpa, Cmd, GuestError, InterpGuest, Op, SyncReport, PAGE_SIZE,
 };
 use crate::guest_memory::GuestRegion;
+use crate::host_mapping::HostMapping;
 
 const WORDS: usize = (PAGE_SIZE / 8) as usize;
 
@@ -22,28 +23,14 @@ pub struct SimGuest {
     stale: Option<BTreeMap<u64, Vec<u64>>>,
     queue: VecDeque<SyncReport>,
     finished: bool,
+    _mem: HostMapping,
 }
 
 impl SimGuest {
     /// `stale_mmu`: ignore invalidations (the broken secondary MMU).
     pub fn new(vcpus: usize, size: u64, stale_mmu: bool) -> Result<Self, GuestError> {
-        // SAFETY: fresh anonymous private mapping; unmapped in Drop.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(GuestError::Vmm(format!(
-                "mmap: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
+        let mem = HostMapping::private(size as usize)
+            .map_err(|e| GuestError::Vmm(format!("mmap: {e}")))?;
         let queue = (0..vcpus)
             .map(|vcpu| SyncReport {
                 vcpu,
@@ -53,7 +40,8 @@ impl SimGuest {
             })
             .collect();
         Ok(SimGuest {
-            hva: p as u64,
+            hva: mem.addr(),
+            _mem: mem,
             size,
             vcpus,
             stale: stale_mmu.then(BTreeMap::new),
@@ -205,12 +193,5 @@ impl InterpGuest for SimGuest {
     fn finish(&mut self) -> Result<(), GuestError> {
         self.finished = true;
         Ok(())
-    }
-}
-
-impl Drop for SimGuest {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, no longer used.
-        unsafe { libc::munmap(self.hva as *mut libc::c_void, self.size as usize) };
     }
 }

@@ -88,7 +88,7 @@ fn timeout_stops_a_spinning_guest() {
         "--timeout",
         "0.5",
     ]);
-    assert_eq!(o.status.code(), Some(124));
+    assert_eq!(o.status.code(), Some(mmuvisor::exit_code::TIMEOUT));
     assert!(
         t.elapsed().as_secs_f64() < 5.0,
         "stop took {:?}",
@@ -111,7 +111,12 @@ fn timeout_stops_a_halted_guest() {
         "--timeout",
         "0.3",
     ]);
-    assert_eq!(o.status.code(), Some(124), "{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(mmuvisor::exit_code::TIMEOUT),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

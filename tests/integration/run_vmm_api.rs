@@ -103,7 +103,10 @@ fn stop_ends_a_spinning_guest() {
     let t = std::time::Instant::now();
     running.stop();
     let out = running.wait().unwrap();
-    assert_eq!((out.code, out.reason), (124, OutcomeReason::Stopped));
+    assert_eq!(
+        (out.code, out.reason),
+        (mmuvisor::exit_code::TIMEOUT, OutcomeReason::Stopped)
+    );
     assert!(
         t.elapsed() < Duration::from_secs(2),
         "stop took {:?}",

@@ -5,9 +5,7 @@ use std::fmt::Write;
 use crate::drill::verdict::Outcome;
 
 /// kselftest exit codes.
-pub const KSFT_PASS: i32 = 0;
-pub const KSFT_FAIL: i32 = 1;
-pub const KSFT_SKIP: i32 = 4;
+pub use crate::exit_code::{FAIL as KSFT_FAIL, OK as KSFT_PASS, SKIP as KSFT_SKIP};
 
 /// One drill's result as reported.
 #[derive(Debug, Clone)]
