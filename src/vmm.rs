@@ -191,6 +191,9 @@ pub struct Vm {
     mode: GuestMode,
     bus: Arc<PortBus>,
     serial: Arc<Mutex<SerialDevice>>,
+    /// COM1's interrupt: registered with KVM_IRQFD for the VM's lifetime,
+    /// closed with the VM.
+    _com1_irq: vmm_sys_util::eventfd::EventFd,
     tx: Sender<VcpuMsg>,
     rx: Option<Receiver<VcpuMsg>>,
     stdin: bool,
@@ -355,8 +358,6 @@ impl Vm {
             .map_err(dev_err)?;
         bus.insert(DEBUG_EXIT_PORT, 1, Arc::new(Mutex::new(ExitPort)))
             .map_err(dev_err)?;
-        // The irqfd stays registered for the VM's lifetime; KVM holds its own reference.
-        std::mem::forget(irq);
         phase("devices", &mut times);
 
         let mut cpuid = kvm
@@ -394,6 +395,7 @@ impl Vm {
             mode,
             bus: Arc::new(bus),
             serial,
+            _com1_irq: irq,
             tx,
             rx: Some(rx),
             stdin: config.stdin,

@@ -7,4 +7,4 @@ pub mod i8042;
 pub mod serial;
 pub mod ucall;
 
-pub use bus::{IoAction, PortBus, PortDevice};
+pub use bus::PortBus;

@@ -170,3 +170,26 @@ fn thp_backs_guest_written_memory_when_asked() {
         assert_eq!(running.wait().unwrap().code, 0);
     }
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+#[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
+fn dropping_a_vm_closes_every_fd_it_opened() {
+    let elf = require_kvm_payload!();
+    // Other tests may run in parallel threads and open fds: take the least
+    // count seen around the VMs, and allow no growth per VM.
+    let before = open_fds();
+    for _ in 0..8 {
+        let vm = Vm::new(&config(elf, 2, 0)).unwrap();
+        drop(vm);
+    }
+    let after = open_fds();
+    assert!(
+        after < before + 8,
+        "{} fds left open after 8 VMs",
+        after.saturating_sub(before)
+    );
+}
