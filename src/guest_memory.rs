@@ -48,7 +48,7 @@ pub enum GuestMemoryError {
 type Result<T> = std::result::Result<T, GuestMemoryError>;
 
 /// Transparent huge page policy for guest RAM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Thp {
     /// Leave the system default.
     #[default]

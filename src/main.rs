@@ -3,11 +3,22 @@
 use clap::{Parser, Subcommand};
 use mmuvisor::commands;
 
+/// The environment variables mmuvisor reads, for --help.
+const ENVIRONMENT: &str = "\
+Environment:
+  MMUVISOR_CACHE        cache folder for lab kernels and modules
+                        (default $XDG_CACHE_HOME/mmuvisor or ~/.cache/mmuvisor)
+  MMUVISOR_KMOD_DIR     helper module sources to build (default: this build's own)
+  MMUVISOR_INTERP_ELF   run the drills on another build of the interp payload
+  MMUVISOR_STDOUT_TTY   1/0: whether drills print for a terminal (lab run sets it)
+  MMUVISOR_LAB_TESTS    1: cargo test runs the lab tests (scripts/test.sh sets it)";
+
 #[derive(Parser)]
 #[command(
     name = "mmuvisor",
     version,
-    about = "A minimal KVM hypervisor for KVM/mm end-to-end drills"
+    about = "A minimal KVM hypervisor for KVM/mm end-to-end drills",
+    after_help = ENVIRONMENT
 )]
 struct Cli {
     /// More log output (repeat for more).

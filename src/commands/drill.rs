@@ -87,10 +87,13 @@ fn human(r: &Report) -> String {
 
 pub fn exec(args: Args) -> CmdResult {
     if args.list {
-        for d in DRILLS
-            .iter()
-            .filter(|d| !d.hidden || !args.names.is_empty())
-        {
+        // `--list NAME...` lists those drills (hidden ones included).
+        let listed: Vec<&crate::drill::Drill> = if args.names.is_empty() {
+            DRILLS.iter().filter(|d| !d.hidden).collect()
+        } else {
+            runner::select(&args.names)?
+        };
+        for d in listed {
             let needs = if d.needs.module {
                 "kvm, tracefs, /dev/mmuvisor"
             } else if d.needs.kvm {

@@ -1,6 +1,7 @@
 //! One file per subcommand: its clap arguments and `exec`, which returns the
 //! process exit code or an error that main prints as one line (exit 2).
 
+pub mod args;
 pub mod bench;
 pub mod bench_convert;
 pub mod bench_setup;

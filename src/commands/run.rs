@@ -4,12 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::args::{parse_size, parse_u64};
 use super::CmdResult;
 use crate::guest_memory::Thp;
 use crate::loader::linux::LinuxImage;
 use crate::vmm::{GuestEventKind, GuestImage, OutcomeReason, SerialSink, Vm, VmConfig, VmmError};
-
-/// Exit code when `--timeout` expires.
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("guest").required(true).args(["kernel", "payload"])))]
@@ -28,84 +27,47 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     pub cmdline: Option<String>,
-    /// Bare payload: a built-in name or an ELF path.
+    /// Bare payload: a built-in name, or an ELF path (with a '/', e.g. ./x.elf).
     #[arg(long, value_name = "NAME|PATH")]
     pub payload: Option<String>,
     /// Payload argument (up to 4, in RDX, RCX, R8, R9).
     #[arg(long = "arg", value_name = "N", requires = "payload", value_parser = parse_u64)]
     pub args: Vec<u64>,
-    /// Guest RAM, e.g. 64M or 2G (default 512M for Linux, 64M for payloads).
+    /// Guest RAM with a unit: 64M, 2G (default 512M for Linux, 64M for payloads).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub mem: Option<u64>,
     /// Number of vCPUs.
     #[arg(long, default_value_t = 1)]
     pub vcpus: usize,
-    /// Transparent huge pages for guest RAM (madvise); default: system setting.
-    #[arg(long, value_parser = ["on", "off"])]
-    pub thp: Option<String>,
+    /// Transparent huge pages for guest RAM (madvise); default: the system's setting.
+    #[arg(long, value_enum, default_value_t = Thp::Default)]
+    pub thp: Thp,
     /// Stop the guest after this many seconds (exit 124).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
 }
 
-/// Parses a number in decimal or 0x hex.
-pub fn parse_u64(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => t.parse(),
-    };
-    r.map_err(|_| format!("'{s}' is not a number"))
-}
-
-/// Parses a size like 64M, 2G, 512K, 1T or plain bytes (binary units; an
-/// optional "iB"/"B" suffix is accepted).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix("ib"))
-        .or_else(|| t.strip_suffix('B'))
-        .or_else(|| t.strip_suffix('b'))
-        .unwrap_or(t);
-    let (num, shift) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 10),
-        Some('m' | 'M') => (&t[..t.len() - 1], 20),
-        Some('g' | 'G') => (&t[..t.len() - 1], 30),
-        Some('t' | 'T') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (e.g. 64M, 2G)"))?;
-    n.checked_mul(1u64 << shift)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("size '{s}' is zero or too large"))
-}
-
-/// The ELF bytes of a payload: an existing file, else a built-in name.
+/// The ELF bytes of a payload: a path when `spec` has a '/' (`./hello`),
+/// else a built-in name; a file in the current folder is never picked up
+/// by a bare name.
 pub fn resolve_payload(spec: &str) -> Result<Vec<u8>, String> {
-    let path = Path::new(spec);
-    if path.exists() || spec.contains('/') {
-        return std::fs::read(path).map_err(|e| format!("cannot read payload {spec}: {e}"));
+    if spec.contains('/') {
+        return std::fs::read(spec).map_err(|e| format!("cannot read payload {spec}: {e}"));
     }
-    match crate::commands::run::builtin_payload(spec) {
+    match crate::payloads::builtin(spec) {
         Some(b) => Ok(b.to_vec()),
-        None => Err(format!(
-            "no payload named '{spec}' (built-in: {}) and no such file",
-            builtin_names().join(", ")
-        )),
+        None => {
+            let hint = if Path::new(spec).exists() {
+                format!("; for the file, write ./{spec}")
+            } else {
+                String::new()
+            };
+            Err(format!(
+                "no payload named '{spec}' (built-in: {}){hint}",
+                crate::payloads::names().join(", ")
+            ))
+        }
     }
-}
-
-/// Built-in payloads (from `crate::payloads`, filled in by the guest crate).
-pub fn builtin_payload(name: &str) -> Option<&'static [u8]> {
-    crate::payloads::builtin(name)
-}
-
-/// Names of the built-in payloads.
-pub fn builtin_names() -> Vec<&'static str> {
-    crate::payloads::names().to_vec()
 }
 
 fn check_readable(what: &str, p: &Path) -> Result<(), String> {
@@ -116,11 +78,7 @@ fn check_readable(what: &str, p: &Path) -> Result<(), String> {
 
 /// Builds the VM configuration from the command line.
 pub fn config_from_args(a: &Args) -> Result<VmConfig, String> {
-    let thp = match a.thp.as_deref() {
-        Some("on") => Thp::On,
-        Some("off") => Thp::Off,
-        _ => Thp::Default,
-    };
+    let thp = a.thp;
     let image = if let Some(k) = &a.kernel {
         check_readable("kernel", k)?;
         if let Some(i) = &a.initrd {

@@ -164,3 +164,14 @@ fn no_module_drills_on_host_kvm() {
         "dontneed must run and pass here:\n{out}"
     );
 }
+
+#[test]
+fn list_honours_names() {
+    let (rc, out, _) = mmuvisor(&["drill", "--list", "selftest-stale-dontneed"]);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("selftest-stale-dontneed"), "{out}");
+    let (rc, _, err) = mmuvisor(&["drill", "--list", "no-such-drill"]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("unknown drill 'no-such-drill'"), "{err}");
+}

@@ -48,6 +48,27 @@ fn missing_files() {
 }
 
 #[test]
+fn a_bare_payload_name_never_loads_a_file_of_that_name() {
+    // A file named like a built-in, in the current folder, is not loaded:
+    // `--payload hello` is the built-in, `./hello` would be the file.
+    let dir = std::env::temp_dir().join(format!("mmuvisor-payload-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("no-such-builtin"), b"not an elf").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .args(["run", "--payload", "no-such-builtin"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no payload named") && err.contains("write ./no-such-builtin"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn not_an_elf() {
     if kvm_skip_reason().is_some() {
         // Validation runs after /dev/kvm is opened; without KVM the error is about KVM.
@@ -75,7 +96,9 @@ fn bad_vcpus_and_memory() {
             &["run", "--payload", elf, "--mem", "8M"],
             "minimum of 16 MiB",
         );
-        clap_error(&["run", "--payload", elf, "--mem", "12X"], "not a size");
+        clap_error(&["run", "--payload", elf, "--mem", "12X"], "needs a unit");
+        clap_error(&["run", "--payload", elf, "--mem", "4096"], "needs a unit");
+        clap_error(&["run", "--payload", elf, "--mem", "xM"], "not a size");
         one_line_error(
             &[
                 "run",
