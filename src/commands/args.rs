@@ -60,6 +60,10 @@ mod tests {
         assert!(parse_size("0M").is_err());
         assert!(parse_size("99999999999T").is_err());
         assert!(parse_size("lots").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1M").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
         assert!(parse_size("M").is_err());
     }
 

@@ -180,32 +180,3 @@ pub fn exec(a: Args) -> CmdResult {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("1T"), Ok(1 << 40));
-        assert!(parse_size("").is_err());
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("-1M").is_err());
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("99999999999999999999G").is_err());
-        assert!(parse_size("17179869184G").is_err());
-    }
-
-    #[test]
-    fn numbers() {
-        assert_eq!(parse_u64("0x10"), Ok(16));
-        assert_eq!(parse_u64("42"), Ok(42));
-        assert!(parse_u64("x").is_err());
-    }
-}
