@@ -80,6 +80,7 @@ fn not_an_elf() {
 }
 
 #[test]
+#[cfg_attr(not(mmuvisor_kvm), ignore = "needs a usable /dev/kvm")]
 fn bad_vcpus_and_memory() {
     let Some(why) = kvm_skip_reason().or_else(|| payload().err()) else {
         let elf = payload().unwrap().to_str().unwrap();
