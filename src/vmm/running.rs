@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{Result, VmmError};
 use crate::devices::serial::{SerialDevice, SerialInput};
+use crate::exit_code;
 use crate::vcpu::{GuestEvent, GuestEventKind, VcpuMsg, VcpuShared};
 
 /// Whether stdin is something to feed the guest: a terminal, pipe or socket
@@ -116,11 +117,11 @@ impl RunningVm {
                     *d = true;
                 }
                 if self.done.iter().all(|&d| d) {
-                    self.set_outcome(0, OutcomeReason::AllDone);
+                    self.set_outcome(exit_code::OK, OutcomeReason::AllDone);
                 }
             }
             GuestEventKind::Assert { message, line } => self.set_outcome(
-                1,
+                exit_code::FAIL,
                 OutcomeReason::Assert {
                     vcpu: ev.vcpu,
                     message: message.clone(),
@@ -130,8 +131,10 @@ impl RunningVm {
             GuestEventKind::DebugExit(c) => {
                 self.set_outcome(i32::from(*c), OutcomeReason::DebugExit(*c))
             }
-            GuestEventKind::Reset => self.set_outcome(0, OutcomeReason::Reset),
-            GuestEventKind::Crash(r) => self.set_outcome(3, OutcomeReason::Crash(r.clone())),
+            GuestEventKind::Reset => self.set_outcome(exit_code::OK, OutcomeReason::Reset),
+            GuestEventKind::Crash(r) => {
+                self.set_outcome(exit_code::GUEST_CRASH, OutcomeReason::Crash(r.clone()))
+            }
             GuestEventKind::Sync { .. } | GuestEventKind::Serial(_) => {}
         }
     }
@@ -199,7 +202,7 @@ impl RunningVm {
     /// Stops every vCPU (kicks them out of KVM_RUN). If the guest had not
     /// ended yet the outcome is `Stopped` with exit code 124.
     pub fn stop(&mut self) {
-        self.set_outcome(crate::exit_code::TIMEOUT, OutcomeReason::Stopped);
+        self.set_outcome(exit_code::TIMEOUT, OutcomeReason::Stopped);
         self.shared.request_stop();
     }
 
@@ -233,7 +236,7 @@ impl RunningVm {
         }
         self.finish();
         Ok(self.outcome.clone().unwrap_or(Outcome {
-            code: 3,
+            code: exit_code::GUEST_CRASH,
             reason: OutcomeReason::Crash("vCPU threads ended without an outcome".into()),
         }))
     }
