@@ -41,6 +41,10 @@ pub struct Args {
     /// Seed for the values drills write.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Give up on a drill after this many seconds: it is reported `not ok`
+    /// (# TIMEOUT) and the next drill runs.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
 }
 
 impl Args {
@@ -73,6 +77,9 @@ fn human(r: &Report) -> String {
         Outcome::Judged(_) => format!("FAIL  {} ({:.2} s)\n", r.name, r.seconds),
         Outcome::Skip(why) => format!("SKIP  {}: {why}\n", r.name),
         Outcome::Error(e) => format!("ERROR {}: {e}\n", r.name),
+        Outcome::Timeout(secs) => {
+            format!("FAIL  {}: no verdict within {secs} s (--timeout)\n", r.name)
+        }
     };
     if let Outcome::Judged(v) = &r.outcome {
         for c in v.failures() {
@@ -83,6 +90,13 @@ fn human(r: &Report) -> String {
         }
     }
     s
+}
+
+/// Writes and flushes (a closed stdout is not an error worth a panic).
+fn emit(out: &mut std::io::Stdout, text: &str) {
+    use std::io::Write;
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 pub fn exec(args: Args) -> CmdResult {
@@ -115,21 +129,30 @@ pub fn exec(args: Args) -> CmdResult {
         Format::Ktap
     });
     let cfg = args.config();
+    let timeout = args.timeout.map(std::time::Duration::from_secs);
+    // KTAP and human output stream: each result is printed (and flushed) as
+    // its drill ends, so CI logs follow the run and a hang shows where.
+    let mut out = std::io::stdout();
+    if format == Format::Ktap {
+        emit(&mut out, &ktap::header(drills.len()));
+    }
     let mut reports = Vec::new();
-    for d in drills {
+    for (i, d) in drills.into_iter().enumerate() {
         log::info!("drill {}", d.name);
-        let r = runner::run_one(d, &cfg, args.timeline.as_deref());
-        if format == Format::Human {
-            print!("{}", human(&r));
+        let r = runner::run_with_timeout(d, &cfg, args.timeline.as_deref(), timeout);
+        match format {
+            Format::Human => emit(&mut out, &human(&r)),
+            Format::Ktap => emit(&mut out, &ktap::result(i + 1, &r)),
+            Format::Json => {}
         }
         reports.push(r);
     }
     match format {
-        Format::Ktap => print!("{}", ktap::render(&reports)),
-        Format::Json => print!("{}", json::render(&reports)),
+        Format::Ktap => emit(&mut out, &ktap::footer(&reports)),
+        Format::Json => emit(&mut out, &json::render(&reports)),
         Format::Human => {
             let (p, f, k) = ktap::totals(&reports);
-            println!("{p} passed, {f} failed, {k} skipped");
+            emit(&mut out, &format!("{p} passed, {f} failed, {k} skipped\n"));
         }
     }
     Ok(ktap::exit_code(&reports))

@@ -137,6 +137,10 @@ pub fn repeat(names: &[String], times: usize, cfg: &DrillConfig) -> Result<i32, 
                     first_fail.get_or_insert_with(|| e.clone());
                     3
                 }
+                Outcome::Timeout(secs) => {
+                    first_fail.get_or_insert_with(|| format!("timeout after {secs} s"));
+                    3
+                }
             };
             c[k] += 1;
             if k == 2 {

@@ -1,7 +1,7 @@
 //! Runs drills: prerequisites, guest start, verdicts, timelines.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::drill::device;
 use crate::drill::guest::InterpGuest;
@@ -77,6 +77,43 @@ pub fn select(names: &[String]) -> Result<Vec<&'static Drill>, String> {
         .iter()
         .map(|n| crate::drill::find(n).ok_or_else(|| format!("unknown drill '{n}' (see --list)")))
         .collect()
+}
+
+/// Runs one drill on its own thread and gives up waiting after `timeout`:
+/// a hung drill becomes a `Timeout` report and the caller goes on (the
+/// thread is left behind; the process exit ends it).
+pub fn run_with_timeout(
+    d: &'static Drill,
+    cfg: &DrillConfig,
+    timeline_dir: Option<&Path>,
+    timeout: Option<Duration>,
+) -> Report {
+    let Some(timeout) = timeout else {
+        return run_one(d, cfg, timeline_dir);
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (cfg, dir) = (cfg.clone(), timeline_dir.map(Path::to_path_buf));
+    let t0 = Instant::now();
+    let spawned = std::thread::Builder::new()
+        .name(format!("drill {}", d.name))
+        .spawn(move || {
+            let _ = tx.send(run_one(d, &cfg, dir.as_deref()));
+        });
+    if let Err(e) = spawned {
+        return Report {
+            name: d.name.to_string(),
+            outcome: Outcome::Error(format!("cannot start the drill's thread: {e}")),
+            seconds: 0.0,
+        };
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(r) => r,
+        Err(_) => Report {
+            name: d.name.to_string(),
+            outcome: Outcome::Timeout(timeout.as_secs()),
+            seconds: t0.elapsed().as_secs_f64(),
+        },
+    }
 }
 
 /// Runs one drill to a report; writes its timeline into `timeline_dir`.

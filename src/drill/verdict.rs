@@ -22,6 +22,8 @@ pub enum Outcome {
     Skip(String),
     /// The drill could not run to the end (VMM or kernel interface error).
     Error(String),
+    /// No verdict within the per-drill `--timeout` (seconds): a hang.
+    Timeout(u64),
 }
 
 /// Checks and measured figures of a drill that ran.

@@ -175,3 +175,48 @@ fn list_honours_names() {
     assert_eq!(rc, 2, "{err}");
     assert!(err.contains("unknown drill 'no-such-drill'"), "{err}");
 }
+
+#[test]
+fn a_hung_drill_times_out_and_results_stream() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Instant;
+    let t0 = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .args(["drill", "--format", "ktap", "--timeout", "2"])
+        .args(["selftest-hang", "selftest-hang", "selftest-stale-dontneed"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mmuvisor");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut first_result_at = None;
+    let mut text = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read stdout");
+        if first_result_at.is_none() && line.starts_with("not ok 1 ") {
+            first_result_at = Some(t0.elapsed());
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let rc = child.wait().expect("wait").code();
+    let total = t0.elapsed();
+    assert_eq!(rc, Some(1), "{text}");
+    assert!(
+        text.contains("not ok 1 selftest-hang # TIMEOUT 2 seconds"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not ok 2 selftest-hang # TIMEOUT 2 seconds"),
+        "{text}"
+    );
+    assert!(text.contains("not ok 3 selftest-stale-dontneed"), "{text}");
+    // Streamed: the first result came out while the second drill still ran.
+    let first = first_result_at.expect("first result line");
+    assert!(
+        first + std::time::Duration::from_millis(1500) < total,
+        "first result at {first:?}, end at {total:?}: not streamed"
+    );
+    let parsed = mmuvisor::drill::report::ktap::parse(&text);
+    assert_eq!(parsed.len(), 3, "{text}");
+    assert_eq!(parsed[0].name, "selftest-hang");
+}

@@ -19,6 +19,7 @@ mod exclusive_under_write;
 mod fork_cow;
 mod ksm_merge;
 mod mprotect;
+mod selftest_hang;
 mod thp_collapse;
 
 use crate::drill::{d, Backend, Drill, MODULE, NOTHING, PLAIN};
@@ -63,5 +64,13 @@ pub static DRILLS: &[Drill] = &[
         hidden: true,
         backend: Backend::Sim { stale_mmu: false },
         run: dontneed::run,
+    },
+    Drill {
+        name: "selftest-hang",
+        about: "never ends (tests the per-drill --timeout)",
+        needs: NOTHING,
+        hidden: true,
+        backend: Backend::Sim { stale_mmu: false },
+        run: selftest_hang::run,
     },
 ];

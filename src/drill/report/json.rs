@@ -82,6 +82,13 @@ pub fn render(reports: &[Report]) -> String {
             Outcome::Error(e) => {
                 let _ = write!(s, ",\"result\":\"error\",\"reason\":{}", string(e));
             }
+            Outcome::Timeout(secs) => {
+                let _ = write!(
+                    s,
+                    ",\"result\":\"timeout\",\"reason\":{}",
+                    string(&format!("no verdict within the {secs} s --timeout"))
+                );
+            }
         }
         s.push('}');
     }

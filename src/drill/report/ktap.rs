@@ -20,7 +20,7 @@ impl Report {
         match &self.outcome {
             Outcome::Judged(v) => v.passed(),
             Outcome::Skip(_) => true,
-            Outcome::Error(_) => false,
+            Outcome::Error(_) | Outcome::Timeout(_) => false,
         }
     }
 }
@@ -29,41 +29,62 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
 
-/// The whole KTAP document.
-pub fn render(reports: &[Report]) -> String {
-    let mut s = String::from("KTAP version 1\n");
-    let _ = writeln!(s, "1..{}", reports.len());
-    for (i, r) in reports.iter().enumerate() {
-        let n = i + 1;
-        match &r.outcome {
-            Outcome::Judged(v) => {
-                for c in v.failures() {
-                    let _ = writeln!(s, "# {}: {}: {}", r.name, c.name, one_line(&c.detail));
-                }
-                for note in &v.notes {
-                    let _ = writeln!(s, "# {}: note: {}", r.name, one_line(note));
-                }
-                let _ = writeln!(
-                    s,
-                    "{}ok {n} {}",
-                    if v.passed() { "" } else { "not " },
-                    r.name
-                );
+/// The KTAP header and plan for `n` results: what a streaming writer
+/// prints before the first drill ends.
+pub fn header(n: usize) -> String {
+    format!("KTAP version 1\n1..{n}\n")
+}
+
+/// Result `n` (1-based): its diagnostic lines, then the result line.
+pub fn result(n: usize, r: &Report) -> String {
+    let mut s = String::new();
+    match &r.outcome {
+        Outcome::Judged(v) => {
+            for c in v.failures() {
+                let _ = writeln!(s, "# {}: {}: {}", r.name, c.name, one_line(&c.detail));
             }
-            Outcome::Skip(why) => {
-                let _ = writeln!(s, "ok {n} {} # SKIP {}", r.name, one_line(why));
+            for note in &v.notes {
+                let _ = writeln!(s, "# {}: note: {}", r.name, one_line(note));
             }
-            Outcome::Error(e) => {
-                let _ = writeln!(s, "# {}: error: {}", r.name, one_line(e));
-                let _ = writeln!(s, "not ok {n} {}", r.name);
-            }
+            let _ = writeln!(
+                s,
+                "{}ok {n} {}",
+                if v.passed() { "" } else { "not " },
+                r.name
+            );
+        }
+        Outcome::Skip(why) => {
+            let _ = writeln!(s, "ok {n} {} # SKIP {}", r.name, one_line(why));
+        }
+        Outcome::Error(e) => {
+            let _ = writeln!(s, "# {}: error: {}", r.name, one_line(e));
+            let _ = writeln!(s, "not ok {n} {}", r.name);
+        }
+        Outcome::Timeout(secs) => {
+            let _ = writeln!(
+                s,
+                "# {}: error: no verdict within the {secs} s --timeout",
+                r.name
+            );
+            let _ = writeln!(s, "not ok {n} {} # TIMEOUT {secs} seconds", r.name);
         }
     }
+    s
+}
+
+/// The totals line that ends the document.
+pub fn footer(reports: &[Report]) -> String {
     let (p, f, k) = totals(reports);
-    let _ = writeln!(
-        s,
-        "# Totals: pass:{p} fail:{f} xfail:0 xpass:0 skip:{k} error:0"
-    );
+    format!("# Totals: pass:{p} fail:{f} xfail:0 xpass:0 skip:{k} error:0\n")
+}
+
+/// The whole KTAP document.
+pub fn render(reports: &[Report]) -> String {
+    let mut s = header(reports.len());
+    for (i, r) in reports.iter().enumerate() {
+        s.push_str(&result(i + 1, r));
+    }
+    s.push_str(&footer(reports));
     s
 }
 
@@ -128,7 +149,7 @@ pub fn parse(text: &str) -> Vec<Parsed> {
         };
         let (name, skip) = match rest.split_once(" # SKIP") {
             Some((n, _)) => (n, true),
-            None => (rest, false),
+            None => (rest.split_once(" # ").map_or(rest, |(n, _)| n), false),
         };
         let result = match (ok, skip, error) {
             (true, true, _) => ParsedResult::Skip,
