@@ -2,6 +2,7 @@
 //! secondary MMU against device-exclusive pages. See docs/design.md.
 
 pub mod arch;
+pub mod bench;
 pub mod clock;
 pub mod commands;
 pub(crate) mod devices;

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
     /// VM setup time and SYNC round trip, against peers measured in the same run.
-    Setup(super::bench_setup::SetupArgs),
+    Setup(crate::bench::setup::SetupArgs),
     /// Device-exclusive conversion rate of /dev/mmuvisor against test_hmm's
     /// HMM_DMIRROR_EXCLUSIVE (needs mmuvisor.ko and test_hmm.ko: run in the lab).
-    Convert(super::bench_convert::ConvertArgs),
+    Convert(crate::bench::convert::ConvertArgs),
     /// Revocation round trip (guest touch -> PTE present again) vs a plain
     /// process touching an exclusive page; p50/p99 (needs the module: lab).
     Revoke {
@@ -63,13 +63,13 @@ fn lab(kernel: &KernelArgs, command: Vec<String>) -> session::LabRun {
 
 pub fn exec(cmd: BenchCmd) -> CmdResult {
     match cmd {
-        BenchCmd::Setup(a) => super::bench_setup::exec(a),
-        BenchCmd::Convert(a) => super::bench_convert::convert(a),
+        BenchCmd::Setup(a) => crate::bench::setup::exec(a),
+        BenchCmd::Convert(a) => crate::bench::convert::convert(a),
         BenchCmd::Revoke { rounds } => {
-            crate::drill::bench::revoke(rounds.max(1), &Default::default())?;
+            crate::bench::drill::revoke(rounds.max(1), &Default::default())?;
             Ok(0)
         }
-        BenchCmd::Repeat { names, times } => Ok(crate::drill::bench::repeat(
+        BenchCmd::Repeat { names, times } => Ok(crate::bench::drill::repeat(
             &names,
             times.max(1),
             &Default::default(),

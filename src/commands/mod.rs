@@ -3,8 +3,6 @@
 
 pub mod args;
 pub mod bench;
-pub mod bench_convert;
-pub mod bench_setup;
 pub mod drill;
 pub mod lab;
 pub mod run;

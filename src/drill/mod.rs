@@ -10,7 +10,6 @@
 //! judged from what the guest reported, what pagemap and the device saw, and
 //! KVM's events.
 
-pub mod bench;
 pub mod device;
 pub mod drills;
 pub mod exclusive;

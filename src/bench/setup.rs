@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use kvm_ioctls::{Kvm, VcpuExit};
 use vm_memory::{Bytes, GuestAddress};
 
-use super::CmdResult;
+use super::percentile;
 use crate::arch::x86_64::layout::HIMEM_START;
 use crate::clock::now_ns;
+use crate::commands::CmdResult;
 use crate::guest_memory::{GuestMemory, Thp};
 use crate::loader::payload::minimal_elf;
 use crate::vmm::{GuestEventKind, Vm, VmConfig};
@@ -29,15 +30,6 @@ pub struct SetupArgs {
 const SYNC_LOOP: [u8; 9] = [0xb8, 0x01, 0, 0, 0, 0xe7, 0xe0, 0xeb, 0xf7];
 /// `xor eax, eax; out 0xf4, al`: debug exit 0 at once.
 const EXIT_NOW: [u8; 4] = [0x31, 0xc0, 0xe6, 0xf4];
-
-fn pct(v: &mut [u64], p: f64) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    let i = ((v.len() - 1) as f64 * p).round() as usize;
-    v[i]
-}
 
 fn us(ns: u64) -> String {
     format!("{:.1} us", ns as f64 / 1000.0)
@@ -130,8 +122,8 @@ pub fn exec(a: SetupArgs) -> CmdResult {
             }
         }
     }
-    let new_p50 = pct(&mut news, 0.5);
-    let first_p50 = pct(&mut firsts, 0.5);
+    let new_p50 = percentile(&mut news, 50.0);
+    let first_p50 = percentile(&mut firsts, 50.0);
     println!("  Vm::new                       p50 {}", us(new_p50));
     for (name, s) in &phase_sum {
         println!("    {name:<27} avg {}", us(s / n as u64));
@@ -151,7 +143,7 @@ pub fn exec(a: SetupArgs) -> CmdResult {
     let mut mine = spawn_wall(&mut me, n)?;
     let mut peer = spawn_wall(&mut Command::new("/bin/true"), n)?;
     let _ = std::fs::remove_dir_all(&dir);
-    let (m50, p50) = (pct(&mut mine, 0.5), pct(&mut peer, 0.5));
+    let (m50, p50) = (percentile(&mut mine, 50.0), percentile(&mut peer, 50.0));
     println!(
         "  exec -> guest debug exit -> process exit  p50 {}  (peer: spawn /bin/true p50 {}, ratio {:.1}x)",
         ms(Duration::from_nanos(m50)),
@@ -199,21 +191,21 @@ pub fn exec(a: SetupArgs) -> CmdResult {
     running.wait()?;
     let raw = raw_kvm_round_trips(a.round_trips)?;
     let (mut raw1, mut raw2) = (raw.clone(), raw);
-    let raw50 = pct(&mut raw1, 0.5);
+    let raw50 = percentile(&mut raw1, 50.0);
     println!(
         "  SYNC round trip (reply -> next SYNC seen by host)  p50 {}  p99 {}",
-        us(pct(&mut loop_time.clone(), 0.5)),
-        us(pct(&mut loop_time, 0.99))
+        us(percentile(&mut loop_time.clone(), 50.0)),
+        us(percentile(&mut loop_time, 99.0))
     );
     println!(
         "    of which reply -> next SYNC exit decoded       p50 {}  p99 {}",
-        us(pct(&mut reply_to_exit.clone(), 0.5)),
-        us(pct(&mut reply_to_exit, 0.99))
+        us(percentile(&mut reply_to_exit.clone(), 50.0)),
+        us(percentile(&mut reply_to_exit, 99.0))
     );
     println!(
         "  peer: raw KVM_RUN port-exit round trip            p50 {}  p99 {}",
         us(raw50),
-        us(pct(&mut raw2, 0.99))
+        us(percentile(&mut raw2, 99.0))
     );
     Ok(0)
 }

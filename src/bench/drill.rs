@@ -1,5 +1,6 @@
 //! `mmuvisor bench revoke` and `mmuvisor bench repeat`: figures, no asserts.
 
+use super::percentile;
 use crate::clock::now_ns;
 use crate::drill::guest::Op;
 use crate::drill::report::ktap::Report;
@@ -11,18 +12,8 @@ use crate::drill::{Backend, Ctx};
 use crate::host_mapping::HostMapping;
 use crate::notifier_client::NotifierClient;
 
-/// p-th percentile (0..=100) of sorted samples.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn line(name: &str, mut v: Vec<u64>) -> (u64, u64) {
-    v.sort_unstable();
-    let (p50, p99) = (percentile(&v, 50.0), percentile(&v, 99.0));
+    let (p50, p99) = (percentile(&mut v, 50.0), percentile(&mut v, 99.0));
     println!(
         "{name:<34} {:>6} {:>10.1} {:>10.1}",
         v.len(),

@@ -1,5 +1,5 @@
 //! `mmuvisor bench convert`: conversion rate of /dev/mmuvisor against test_hmm.
-use super::CmdResult;
+use crate::commands::CmdResult;
 
 #[derive(clap::Args)]
 pub struct ConvertArgs {
