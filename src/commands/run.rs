@@ -126,6 +126,9 @@ pub fn config_from_args(a: &Args) -> Result<VmConfig, String> {
 pub fn exec(a: Args) -> CmdResult {
     let config = config_from_args(&a)?;
     let mut vm = Vm::new(&config)?;
+    for (phase, took) in vm.setup_times() {
+        log::debug!("setup: {phase} {:.1} ms", took.as_secs_f64() * 1e3);
+    }
     let mut running = vm.start()?;
     let deadline = a
         .timeout
