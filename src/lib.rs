@@ -2,7 +2,7 @@
 //! secondary MMU against device-exclusive pages. See docs/design.md.
 
 pub mod arch;
-pub mod bench;
+pub(crate) mod bench;
 pub mod clock;
 pub mod commands;
 pub(crate) mod devices;
@@ -14,7 +14,7 @@ pub mod lab;
 pub mod loader;
 pub mod logger;
 pub mod notifier_client;
-pub mod pagemap;
+pub(crate) mod pagemap;
 pub mod payloads;
 pub mod secondary_mmu;
 pub(crate) mod smaps;

@@ -17,6 +17,7 @@ pub fn percentile(samples: &mut [u64], p: f64) -> u64 {
     samples[i.min(samples.len() - 1)]
 }
 
+#[allow(dead_code)] // TODO(merge): lab/bench.rs moves here and uses it
 /// The median of `samples` (the upper one of an even count).
 pub fn median<T: Ord + Copy + Default>(mut samples: Vec<T>) -> T {
     samples.sort();
