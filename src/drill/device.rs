@@ -5,9 +5,13 @@
 /// What QUERY says about one page for this context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
+    /// The device never held it.
     Never,
-    Held,
+    /// The device holds it now.
+    Now,
+    /// An invalidation took it away.
     Revoked,
+    /// The device let it go (RELEASE).
     Released,
 }
 

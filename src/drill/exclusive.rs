@@ -91,7 +91,7 @@ pub fn convert(
     o.conversion = win;
     o.pagemap_present_after_conversion = s.pagemap(page)?.present();
     let held = dev.query(hva).map_err(dev_err("query"))?;
-    if held != Held::Held {
+    if held != Held::Now {
         return Err(DrillError::Host(format!(
             "QUERY says {held:?} right after make-exclusive returned"
         )));
@@ -139,7 +139,7 @@ pub fn still_held(
     o: &mut ExclusiveObs,
     expect: u64,
 ) -> DrillResult<bool> {
-    let held = dev.query(o.hva).map_err(dev_err("query"))? == Held::Held;
+    let held = dev.query(o.hva).map_err(dev_err("query"))? == Held::Now;
     if held {
         match dev.read(o.hva) {
             Ok(v) => {

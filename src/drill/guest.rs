@@ -5,7 +5,7 @@ use crate::guest_memory::GuestRegion;
 pub use crate::pagemap::PagemapEntry;
 use mmuvisor_abi::interp;
 pub use mmuvisor_abi::interp::fill_word;
-pub use mmuvisor_abi::layout::{page_gpa, DATA_START, PAGE_SIZE};
+pub use mmuvisor_abi::layout::{page_gpa, PAGE_SIZE};
 
 /// One interp operation (op code in bits 63..56 of the command word).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,17 +10,17 @@
 //! judged from what the guest reported, what pagemap and the device saw, and
 //! KVM's events.
 
-pub mod device;
+pub(crate) mod device;
 pub mod drills;
-pub mod exclusive;
-pub mod guest;
-pub mod hostmm;
+pub(crate) mod exclusive;
+pub(crate) mod guest;
+pub(crate) mod hostmm;
 pub mod report;
-pub mod runner;
-pub mod session;
-pub mod sim;
-pub mod verdict;
-pub mod vm;
+pub(crate) mod runner;
+pub(crate) mod session;
+pub(crate) mod sim;
+pub(crate) mod verdict;
+pub(crate) mod vm;
 
 pub use drills::DRILLS;
 

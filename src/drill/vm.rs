@@ -226,7 +226,7 @@ impl ExclusiveDevice for ModuleDevice {
     fn query(&mut self, hva: u64) -> Result<Held, DeviceError> {
         let st = self.client.query(hva, 1).map_err(io)?;
         Ok(match st.first().map(|p| p.hold) {
-            Some(Hold::Held) => Held::Held,
+            Some(Hold::Held) => Held::Now,
             Some(Hold::Revoked) => Held::Revoked,
             Some(Hold::Released) => Held::Released,
             _ => Held::Never,

@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         ctx.cfg.iterations.max(1),
         &mut o,
     )?;
-    if held != Held::Held {
+    if held != Held::Now {
         // Fork already revoked the device: the guest's touch did not have to.
         o.revoked_after_guest_touch = true;
         o.notifier_event_seen |= held == Held::Revoked;

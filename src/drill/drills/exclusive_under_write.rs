@@ -55,10 +55,10 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
                 log::debug!("round {round}: make-exclusive: {e}");
             }
         }
-        if dev.query(hva).map_err(dev_err("query"))? == Held::Held {
+        if dev.query(hva).map_err(dev_err("query"))? == Held::Now {
             if let Ok(v1) = dev.read(hva) {
                 std::thread::sleep(Duration::from_millis(1));
-                if dev.query(hva).map_err(dev_err("query"))? == Held::Held {
+                if dev.query(hva).map_err(dev_err("query"))? == Held::Now {
                     match dev.read(hva) {
                         Ok(v2) if v2 != v1 => unstable.push((round, v1, v2)),
                         _ => {}
