@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use super::CmdResult;
-use crate::drill::report::json;
 use crate::drill::report::ktap::{self, Report};
+use crate::drill::report::{baseline, json};
 use crate::drill::session::DrillConfig;
 use crate::drill::{runner, DRILLS};
 
@@ -38,6 +38,10 @@ pub struct Args {
     /// Repetitions inside a drill (increments, conversions).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub iterations: u64,
+    /// Compare with a saved run (its `--format json` output, or KTAP): list
+    /// regressions and fixes; the exit status is 1 on a regression, else 0.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
     /// Seed for the values drills write.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -120,6 +124,7 @@ pub fn exec(args: Args) -> CmdResult {
         return Ok(0);
     }
     let drills = runner::select(&args.names)?;
+    let base = args.baseline.as_deref().map(baseline::load).transpose()?;
     if let Some(dir) = &args.timeline {
         std::fs::create_dir_all(dir).map_err(|e| format!("--timeline {}: {e}", dir.display()))?;
     }
@@ -155,5 +160,15 @@ pub fn exec(args: Args) -> CmdResult {
             emit(&mut out, &format!("{p} passed, {f} failed, {k} skipped\n"));
         }
     }
-    Ok(ktap::exit_code(&reports))
+    let Some(base) = base else {
+        return Ok(ktap::exit_code(&reports));
+    };
+    let cmp = baseline::compare(&base, &baseline::from_reports(&reports));
+    let file = args.baseline.unwrap_or_default().display().to_string();
+    match format {
+        Format::Ktap => print!("{}", cmp.render(&file, "# ")),
+        Format::Human => print!("{}", cmp.render(&file, "")),
+        Format::Json => eprint!("{}", cmp.render(&file, "")),
+    }
+    Ok(cmp.exit_code())
 }

@@ -385,21 +385,9 @@ impl Session {
         }
         let events = self.kvm_events()?;
         let regions = self.guest.regions();
-        let to_gfns = |s: u64, e: u64| {
-            regions
-                .iter()
-                .find_map(|r| r.gfns_of(s, e))
-                .map(|g| format!(" (gfn {:#x}..{:#x})", g.start, g.end))
-                .unwrap_or_default()
-        };
+        let to_gfns = |s: u64, e: u64| regions.iter().find_map(|r| r.gfns_of(s, e));
         for e in &events {
-            let label = match &e.kind {
-                KvmEventKind::UnmapHvaRange { start, end } => {
-                    format!("unmap {start:#x}-{end:#x}{}", to_gfns(*start, *end))
-                }
-                k => format!("{k:?}"),
-            };
-            self.tl.instant(Lane::Kvm, e.time_ns, label);
+            self.tl.kvm_event(e, &to_gfns);
         }
         let lost = self.lost_events();
         if lost > 0 {

@@ -1,5 +1,6 @@
 //! Integration tests: each file is a module.
 
+mod drill_baseline;
 mod drill_ktap;
 mod drill_secondary_mmu;
 mod lab;
