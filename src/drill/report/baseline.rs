@@ -90,6 +90,11 @@ pub fn from_reports(reports: &[Report]) -> Vec<DrillRun> {
                 }
                 Outcome::Skip(why) => (Status::Skip, why.clone(), BTreeMap::new()),
                 Outcome::Error(e) => (Status::Error, e.clone(), BTreeMap::new()),
+                Outcome::Timeout(secs) => (
+                    Status::Error,
+                    format!("no verdict within the {secs} s --timeout"),
+                    BTreeMap::new(),
+                ),
             };
             DrillRun {
                 name: r.name.clone(),
@@ -161,7 +166,7 @@ pub fn from_json(text: &str) -> Result<Vec<DrillRun>, String> {
             Some("pass") => Status::Pass,
             Some("fail") => Status::Fail,
             Some("skip") => Status::Skip,
-            Some("error") => Status::Error,
+            Some("error" | "timeout") => Status::Error,
             other => return Err(format!("drill {name}: result {other:?}")),
         };
         let mut failed_checks = BTreeMap::new();
