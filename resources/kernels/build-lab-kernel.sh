@@ -45,6 +45,8 @@ done
 [ -e /usr/include/openssl/ssl.h ] || die "openssl headers missing: apt-get install libssl-dev"
 
 mkdir -p "$cache"/{src,kernels}
+# shellcheck source=build-progress.sh
+. "$here/build-progress.sh"
 # shellcheck source=apt-private.sh
 . "$here/apt-private.sh"
 
@@ -106,7 +108,9 @@ log=$out/build.log
 if [ -z "$base" ]; then
 	say "configuring: x86_64_defconfig + $(for f in "${fragments[@]}"; do basename "$f"; done | tr '\n' ' ')"
 	make -s x86_64_defconfig > "$log" 2>&1
-	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" >> "$log" 2>&1
+	compat_fragment . > "$out/compat.config"
+	[ -s "$out/compat.config" ] && say "for this source also: $(grep -o '^CONFIG_[A-Z0-9_]*=.' "$out/compat.config" | tr '\n' ' ')"
+	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" "$out/compat.config" >> "$log" 2>&1
 	make -s olddefconfig >> "$log" 2>&1
 	missing=""
 	while IFS= read -r line; do
@@ -118,13 +122,15 @@ if [ -z "$base" ]; then
 fi
 
 say "building bzImage and modules with -j$jobs (log: $log)"
+total=""
+[ -z "$base" ] && total=$(expected_objects "$version" "$flavour")
 make -j"$jobs" bzImage modules >> "$log" 2>&1 &
 mk=$!
 trap 'kill $mk 2>/dev/null; exit 130' INT TERM
 while kill -0 $mk 2>/dev/null; do
 	sleep 10
 	kill -0 $mk 2>/dev/null || break
-	say "$(grep -c '^  CC' "$log" || true) objects compiled, $(( $(date +%s) - start )) s"
+	progress "$(grep -c '^  CC' "$log" || true)" "$total" "$(( $(date +%s) - start ))"
 done
 if ! wait $mk; then
 	echo "---- last lines of $log ----" >&2
@@ -137,6 +143,7 @@ mkdir -p "$out/modules"
 find . -name '*.ko' -exec cp {} "$out/modules/" \;
 secs=$(( $(date +%s) - start ))
 echo "$secs" > "$out/build-seconds"
+grep -c '^  CC' "$log" > "$out/build-objects" || true
 printf '%s\n' "$version" "$pkgver" "$flavour" "${patches[@]}" > "$out/inputs"
 touch "$out/.done"
 say "built in ${secs}s: $out"

@@ -1,7 +1,7 @@
 //! The lab kernel: built from Debian's linux-source-V by
 //! resources/kernels/build-lab-kernel.sh and cached by its inputs.
 
-use super::{scripts, LabError};
+use super::{embedded, scripts, LabError};
 use std::path::{Path, PathBuf};
 
 /// What to build.
@@ -43,19 +43,16 @@ impl LabKernel {
 }
 
 /// The project's own lab patches (resources/kernels/patches/*.patch, in
-/// name order), applied before the user's. Known-bad patches live in a
-/// subfolder and are only applied when asked for.
-pub fn project_patches() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/kernels/patches");
-    let mut patches: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "patch"))
-                .collect()
-        })
-        .unwrap_or_default();
-    patches.sort();
-    patches
+/// name order, embedded in the binary), applied before the user's.
+/// Known-bad patches live in a subfolder and are only applied when asked for.
+pub fn project_patches(cache: &Path) -> Result<Vec<PathBuf>, LabError> {
+    if embedded::PATCHES.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = embedded::write_out(cache, "patches", embedded::PATCHES, 0o644)?;
+    let mut names: Vec<&str> = embedded::PATCHES.iter().map(|(n, _)| *n).collect();
+    names.sort();
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
 /// Builds the kernel, or finds it in the cache.
@@ -93,7 +90,7 @@ pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
         "--flavour".to_string(),
         spec.flavour.clone(),
     ];
-    for patch in project_patches().iter().chain(&spec.patches) {
+    for patch in project_patches(cache)?.iter().chain(&spec.patches) {
         args.push("--patch".to_string());
         args.push(patch.display().to_string());
     }

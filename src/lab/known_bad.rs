@@ -55,9 +55,10 @@ impl Fixture {
     }
 }
 
-/// The project's fixtures, in name order.
-pub fn fixtures() -> Result<Vec<Fixture>, LabError> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/kernels/patches/known-bad");
+/// The project's fixtures (embedded in the binary, written out into the
+/// cache), in name order.
+pub fn fixtures(cache: &Path) -> Result<Vec<Fixture>, LabError> {
+    let dir = super::embedded::write_out(cache, "known-bad", super::embedded::KNOWN_BAD, 0o644)?;
     let rd = std::fs::read_dir(&dir).map_err(|e| LabError::io("cannot read", &dir, e))?;
     let mut paths: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -195,7 +196,8 @@ pub struct MatrixRun {
 
 /// Runs the drills on the stock kernel and on every fixture kernel.
 pub fn run(req: &MatrixRun) -> Result<(String, bool), LabError> {
-    let mut fx = fixtures()?;
+    let cache = super::cache::cache_dir(req.cache.as_ref())?;
+    let mut fx = fixtures(&cache)?;
     if !req.only.is_empty() {
         fx.retain(|f| req.only.iter().any(|o| f.name.contains(o.as_str())));
         if fx.is_empty() {
@@ -277,7 +279,9 @@ mod tests {
 
     #[test]
     fn every_fixture_header_names_a_check() {
-        let fx = fixtures().expect("fixtures");
+        let cache = std::env::temp_dir().join(format!("mmuvisor-kb-{}", std::process::id()));
+        let fx = fixtures(&cache).expect("fixtures");
+        let _ = std::fs::remove_dir_all(&cache);
         assert!(fx.len() >= 5, "{fx:?}");
         assert!(fx.iter().all(|f| !f.checks.is_empty()));
     }

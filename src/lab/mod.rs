@@ -6,6 +6,7 @@ pub mod assets;
 pub mod bench;
 pub mod cache;
 pub mod cpio;
+pub mod embedded;
 pub mod initramfs;
 pub mod kernel;
 pub mod kmod;

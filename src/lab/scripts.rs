@@ -1,14 +1,11 @@
 //! The lab's shell scripts and kernel config fragments, embedded in the
 //! binary so that mmuvisor works from any folder, and written out to the
-//! cache on use (one folder per content hash).
+//! cache on use (one folder per content hash: embedded.rs).
 
 use super::LabError;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-const FILES: &[(&str, &str)] = &[
+const FILES: super::embedded::Files = &[
     (
         "build-lab-kernel.sh",
         include_str!("../../resources/kernels/build-lab-kernel.sh"),
@@ -16,6 +13,10 @@ const FILES: &[(&str, &str)] = &[
     (
         "apt-private.sh",
         include_str!("../../resources/kernels/apt-private.sh"),
+    ),
+    (
+        "build-progress.sh",
+        include_str!("../../resources/kernels/build-progress.sh"),
     ),
     (
         "lab.config",
@@ -35,26 +36,10 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Writes the embedded scripts into `cache/scripts/<hash>/` and returns it.
+/// Writes the embedded scripts into `cache/embedded/scripts-<hash>/` and
+/// returns that folder.
 pub fn materialize(cache: &Path) -> Result<PathBuf, LabError> {
-    let mut hasher = DefaultHasher::new();
-    FILES.hash(&mut hasher);
-    let dir = cache
-        .join("scripts")
-        .join(format!("{:016x}", hasher.finish()));
-    if dir.join(".done").exists() {
-        return Ok(dir);
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| LabError::io("cannot create", &dir, e))?;
-    for (name, text) in FILES {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| LabError::io("cannot write", &path, e))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| LabError::io("cannot chmod", &path, e))?;
-    }
-    let done = dir.join(".done");
-    std::fs::write(&done, b"").map_err(|e| LabError::io("cannot write", &done, e))?;
-    Ok(dir)
+    super::embedded::write_out(cache, "scripts", FILES, 0o755)
 }
 
 /// Runs `script` with `args`, passing its output through, and returns the

@@ -4,6 +4,7 @@ mod drill_ktap;
 mod drill_secondary_mmu;
 mod lab;
 mod lab_drills;
+mod lab_installed;
 mod lab_kmod;
 mod linux_loader;
 mod payloads;
