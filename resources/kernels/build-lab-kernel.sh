@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$cache" ] || die "--cache DIR is required"
 case "$flavour" in default|debug) ;; *) die "unknown flavour '$flavour' (default, debug)" ;; esac
-[[ "$version" =~ ^[0-9]+\.[0-9]+$ ]] || die "version '$version' is not of the form MAJOR.MINOR"
+[[ "$version" =~ ^[0-9]+\.[0-9]+$ ]] || [ "$version" = latest ] || die "version '$version' is not of the form MAJOR.MINOR (or latest)"
 for p in "${patches[@]}"; do [ -r "$p" ] || die "cannot read patch $p"; done
 for tool in make gcc flex bison bc xz tar patch sha256sum flock; do
 	command -v "$tool" >/dev/null || die "'$tool' is missing: apt-get install build-essential flex bison bc xz-utils patch libelf-dev libssl-dev"
@@ -54,8 +54,14 @@ pkg=linux-source-$version
 # Bump when a change to this script changes what it builds.
 recipe=1
 apt_private_update || die "cannot update the private package lists"
+if [ "$version" = latest ]; then
+	version=$(apt_kernel_versions | awk '{print $1}')
+	[ -n "$version" ] || die "the package lists know no linux-source-V"
+	say "latest: $version"
+	pkg=linux-source-$version
+fi
 pkgver=$(apt_candidate "$pkg")
-[ -n "$pkgver" ] && [ "$pkgver" != "(none)" ] || die "no package $pkg in sid, trixie or bookworm (known: 7.2, 6.12, 6.1)"
+[ -n "$pkgver" ] && [ "$pkgver" != "(none)" ] || die "no package $pkg in sid, trixie, bookworm or experimental (Debian has: $(apt_kernel_versions))"
 
 fragments=("$here/lab.config" "$here/trim.config")
 [ "$flavour" = debug ] && fragments+=("$here/debug.config")

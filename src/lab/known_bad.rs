@@ -77,16 +77,6 @@ pub struct Column {
 }
 
 impl Column {
-    fn cell(&self, drill: &str) -> &'static str {
-        match &self.results {
-            Err(_) => "-",
-            Ok(rs) => rs
-                .iter()
-                .find(|r| r.name == drill)
-                .map_or("-", |r| r.result.word()),
-        }
-    }
-
     /// For a fixture: the drills that failed each of its checks. For the
     /// stock kernel: empty. Err: why this column fails the matrix.
     fn verdict(&self) -> Result<String, String> {
@@ -125,31 +115,12 @@ impl Column {
 /// Renders the matrix (drills x kernels), the per-kernel verdicts and the
 /// summary line; returns the text and whether the matrix passed.
 pub fn render(cols: &[Column]) -> (String, bool) {
-    let mut drills: Vec<String> = Vec::new();
-    for c in cols {
-        if let Ok(rs) = &c.results {
-            for r in rs {
-                if !drills.contains(&r.name) {
-                    drills.push(r.name.clone());
-                }
-            }
-        }
-    }
-    let w = drills.iter().map(|d| d.len()).max().unwrap_or(5).max(5);
+    let grid: Vec<(&str, Option<&[Parsed]>)> = cols
+        .iter()
+        .map(|c| (c.label.as_str(), c.results.as_deref().ok()))
+        .collect();
+    let mut s = super::matrix::table(&grid, &[]);
     let cw = cols.iter().map(|c| c.label.len()).max().unwrap_or(6).max(6);
-    let mut s = String::new();
-    let _ = write!(s, "{:w$}", "drill");
-    for c in cols {
-        let _ = write!(s, "  {:cw$}", c.label);
-    }
-    s.push('\n');
-    for d in &drills {
-        let _ = write!(s, "{d:w$}");
-        for c in cols {
-            let _ = write!(s, "  {:cw$}", c.cell(d));
-        }
-        s.push('\n');
-    }
     s.push('\n');
     let mut failed = 0;
     let mut caught = 0;

@@ -11,6 +11,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod kmod;
 pub mod known_bad;
+pub mod matrix;
 pub mod qemu;
 pub mod scripts;
 pub mod session;

@@ -6,6 +6,7 @@ mod lab;
 mod lab_drills;
 mod lab_installed;
 mod lab_kmod;
+mod lab_matrix;
 mod linux_loader;
 mod payloads;
 mod run_bad_input;
