@@ -118,32 +118,13 @@ if [ -z "$base" ]; then
 	[ -s "$out/compat.config" ] && say "for this source also: $(grep -o '^CONFIG_[A-Z0-9_]*=.' "$out/compat.config" | tr '\n' ' ')"
 	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" "$out/compat.config" >> "$log" 2>&1
 	make -s olddefconfig >> "$log" 2>&1
-	missing=""
-	while IFS= read -r line; do
-		case "$line" in CONFIG_*=y|CONFIG_*=m)
-			grep -qx "$line" .config || missing="$missing ${line}";;
-		esac
-	done < <(cat "${fragments[@]}")
-	[ -z "$missing" ] || die "config did not take:$missing"
+	verify_fragments .config "${fragments[@]}"
 fi
 
 say "building bzImage and modules with -j$jobs (log: $log)"
 total=""
 [ -z "$base" ] && total=$(expected_objects "$version" "$flavour")
-make -j"$jobs" bzImage modules >> "$log" 2>&1 &
-mk=$!
-trap 'kill $mk 2>/dev/null; exit 130' INT TERM
-while kill -0 $mk 2>/dev/null; do
-	sleep 10
-	kill -0 $mk 2>/dev/null || break
-	progress "$(grep -c '^  CC' "$log" || true)" "$total" "$(( $(date +%s) - start ))"
-done
-if ! wait $mk; then
-	echo "---- last lines of $log ----" >&2
-	tail -n 40 "$log" >&2
-	die "kernel build failed"
-fi
-trap - INT TERM
+make_with_progress "$log" "$total" "$start" -j"$jobs" bzImage modules
 cp arch/x86/boot/bzImage "$out/bzImage"
 mkdir -p "$out/modules"
 find . -name '*.ko' -exec cp {} "$out/modules/" \;

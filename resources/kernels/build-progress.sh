@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
-# Sourced by build-lab-kernel.sh: the per-source config fix-ups and the
-# build's progress line. Needs $cache and say().
+# Sourced by build-lab-kernel.sh and build-tree-kernel.sh: the per-source
+# config fix-ups and the build with its progress line. Needs $cache, say()
+# and die().
 
 # compat_fragment SRCDIR: config lines a source needs on top of the
 # fragments, read from its own Kconfig (older kernels' dependencies differ).
@@ -39,4 +40,38 @@ progress() {
 		[ "$done" -gt "$total" ] && total=$done
 		say "$done/~$total objects ($(( 100 * done / total ))%), ${el} s, ~$(( el * (total - done) / done )) s left"
 	fi
+}
+
+# make_with_progress LOG TOTAL START MAKE-ARGS...: runs make (output to
+# LOG), printing progress every 10 s; dies with LOG's tail if make fails.
+make_with_progress() {
+	local log=$1 total=$2 start=$3 mk
+	shift 3
+	make "$@" >> "$log" 2>&1 &
+	mk=$!
+	trap 'kill $mk 2>/dev/null; exit 130' INT TERM
+	while kill -0 $mk 2>/dev/null; do
+		sleep 10
+		kill -0 $mk 2>/dev/null || break
+		progress "$(grep -c '^  CC' "$log" || true)" "$total" "$(( $(date +%s) - start ))"
+	done
+	if ! wait $mk; then
+		echo "---- last lines of $log ----" >&2
+		tail -n 40 "$log" >&2
+		die "kernel build failed"
+	fi
+	trap - INT TERM
+}
+
+# verify_fragments CONFIG FRAGMENT...: dies unless every =y/=m line of the
+# fragments is in CONFIG.
+verify_fragments() {
+	local config=$1 line missing=""
+	shift
+	while IFS= read -r line; do
+		case "$line" in CONFIG_*=y|CONFIG_*=m)
+			grep -qx "$line" "$config" || missing="$missing ${line}";;
+		esac
+	done < <(cat "$@")
+	[ -z "$missing" ] || die "config did not take:$missing"
 }

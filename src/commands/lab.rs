@@ -15,6 +15,11 @@ pub struct KernelArgs {
     /// Patch applied on top of the source (repeatable, in order).
     #[arg(long = "patch", value_name = "FILE")]
     pub patches: Vec<PathBuf>,
+    /// Your own kernel source tree instead of Debian's: built out of tree
+    /// into the cache (the tree is never written), rebuilt incrementally
+    /// after a change.
+    #[arg(long, value_name = "DIR", conflicts_with = "version")]
+    pub tree: Option<PathBuf>,
     /// Kernel flavour: default, or debug (DEBUG_VM, lockdep).
     #[arg(long, default_value = "default")]
     pub flavour: String,
@@ -29,6 +34,7 @@ impl KernelArgs {
             version: self.version.clone(),
             flavour: self.flavour.clone(),
             patches: self.patches.clone(),
+            tree: self.tree.clone(),
         }
     }
 }
@@ -120,7 +126,11 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
         }
         LabCmd::Kernel(args) => {
             let cache = cache::cache_dir(args.cache.as_ref())?;
-            for version in matrix::parse_versions(&args.version)? {
+            let versions = match args.tree {
+                Some(_) => vec![args.version.clone()],
+                None => matrix::parse_versions(&args.version)?,
+            };
+            for version in versions {
                 let spec = kernel::KernelSpec {
                     version,
                     ..args.spec()
@@ -139,7 +149,10 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
             json,
             command,
         } => {
-            let versions = matrix::parse_versions(&kernel.version)?;
+            let versions = match kernel.tree {
+                Some(_) => vec![kernel.version.clone()],
+                None => matrix::parse_versions(&kernel.version)?,
+            };
             let req = session::LabRun {
                 cache: kernel.cache.clone(),
                 kernel: kernel.spec(),

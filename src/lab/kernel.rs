@@ -13,6 +13,9 @@ pub struct KernelSpec {
     pub flavour: String,
     /// Patches applied in order on top of the source.
     pub patches: Vec<PathBuf>,
+    /// A developer's own source tree, built out of tree instead of Debian's
+    /// source (`version` is then unused).
+    pub tree: Option<PathBuf>,
 }
 
 /// A built lab kernel in the cache.
@@ -82,6 +85,9 @@ pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
         super::require_tool(tool, package)?;
     }
     let dir = scripts::materialize(cache)?;
+    if let Some(tree) = &spec.tree {
+        return ensure_tree(&dir, cache, tree, spec);
+    }
     let mut args = vec![
         "--cache".to_string(),
         cache.display().to_string(),
@@ -95,5 +101,36 @@ pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
         args.push(patch.display().to_string());
     }
     let dir = scripts::run_for_value(&dir.join("build-lab-kernel.sh"), &args, "KERNEL_DIR")?;
+    Ok(LabKernel { dir })
+}
+
+/// Builds a developer's tree out of tree (build-tree-kernel.sh).
+fn ensure_tree(
+    scripts_dir: &Path,
+    cache: &Path,
+    tree: &Path,
+    spec: &KernelSpec,
+) -> Result<LabKernel, LabError> {
+    if !tree.is_dir() {
+        return Err(LabError::Invalid(format!(
+            "--tree {}: no such folder",
+            tree.display()
+        )));
+    }
+    if !spec.patches.is_empty() {
+        return Err(LabError::Invalid(
+            "--patch does not combine with --tree (the tree is never written): commit or apply the change in the tree".into(),
+        ));
+    }
+    let args = [
+        "--cache".to_string(),
+        cache.display().to_string(),
+        "--tree".to_string(),
+        tree.display().to_string(),
+        "--flavour".to_string(),
+        spec.flavour.clone(),
+    ];
+    let script = scripts_dir.join("build-tree-kernel.sh");
+    let dir = scripts::run_for_value(&script, &args, "KERNEL_DIR")?;
     Ok(LabKernel { dir })
 }

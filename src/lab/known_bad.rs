@@ -200,6 +200,7 @@ fn run_column(req: &MatrixRun, fixture: Option<Fixture>) -> Result<Column, LabEr
             version: req.version.clone(),
             flavour: "default".into(),
             patches: fixture.iter().map(|f| f.path.clone()).collect(),
+            tree: None,
         },
         mem_mib: req.mem_mib,
         cpus: req.cpus,

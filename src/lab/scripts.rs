@@ -15,6 +15,10 @@ const FILES: super::embedded::Files = &[
         include_str!("../../resources/kernels/apt-private.sh"),
     ),
     (
+        "build-tree-kernel.sh",
+        include_str!("../../resources/kernels/build-tree-kernel.sh"),
+    ),
+    (
         "build-progress.sh",
         include_str!("../../resources/kernels/build-progress.sh"),
     ),
@@ -55,8 +59,24 @@ pub fn run_for_value(script: &Path, args: &[String], key: &str) -> Result<PathBu
         .arg(script)
         .args(args)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| LabError::io("cannot run", script, e))?;
+    // The script's own complaint (`NAME: why`, from its die()) becomes the
+    // error's one line; anything else on its stderr passes through.
+    let own = format!("{}: ", name.trim_end_matches(".sh"));
+    let errors = child.stderr.take().map(|err| {
+        std::thread::spawn(move || {
+            let mut why = None;
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                match line.strip_prefix(&own) {
+                    Some(w) => why = Some(w.to_string()),
+                    None => eprintln!("{line}"),
+                }
+            }
+            why
+        })
+    });
     let mut value = None;
     let prefix = format!("{key}=");
     if let Some(out) = child.stdout.take() {
@@ -70,9 +90,11 @@ pub fn run_for_value(script: &Path, args: &[String], key: &str) -> Result<PathBu
     let status = child
         .wait()
         .map_err(|e| LabError::io("cannot wait for", script, e))?;
-    match (status.success(), value) {
-        (true, Some(v)) => Ok(v),
-        (ok, _) => Err(LabError::Script {
+    let why = errors.and_then(|t| t.join().ok().flatten());
+    match (status.success(), value, why) {
+        (true, Some(v), _) => Ok(v),
+        (false, _, Some(why)) => Err(LabError::Invalid(why)),
+        (ok, _, _) => Err(LabError::Script {
             script: name,
             status: status.code().unwrap_or(-1),
             hint: if ok {

@@ -7,6 +7,7 @@ mod lab_drills;
 mod lab_installed;
 mod lab_kmod;
 mod lab_matrix;
+mod lab_tree;
 mod linux_loader;
 mod payloads;
 mod run_bad_input;
