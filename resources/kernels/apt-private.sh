@@ -9,7 +9,7 @@ apt_opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$cache/a
 	-o "Dir::Etc::Preferences=/dev/null" -o "Dir::Etc::PreferencesParts=/dev/null"
 	-o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
 
-# Writes the private sources (sid, trixie, bookworm from the machine's own
+# Writes the private sources (sid, trixie, bookworm, experimental from the machine's own
 # Debian mirror) and refreshes the lists when they are older than 6 hours.
 apt_private_update() {
 	local uri=http://deb.debian.org/debian keyring=/usr/share/keyrings/debian-archive-keyring.gpg own
@@ -24,9 +24,19 @@ apt_private_update() {
 		Components: main
 		Signed-By: $keyring
 		EOS
+		# experimental (the newest kernels): apt never prefers it for a
+		# package that sid has too (NotAutomatic), only where it alone has it.
+		cat > "$cache/apt/sources/lab-experimental.sources" <<-EOS
+		Types: deb
+		URIs: $uri
+		Suites: experimental
+		Components: main
+		Signed-By: $keyring
+		EOS
 		local age=$(( $(date +%s) - $(stat -c %Y "$cache/apt/lists/.updated" 2>/dev/null || echo 0) ))
+		ls "$cache"/apt/lists/*_dists_experimental_main_binary-amd64_Packages* >/dev/null 2>&1 || age=$(( age + 21600 ))
 		if [ "$age" -gt 21600 ]; then
-			echo "[lab] updating private package lists (sid, trixie, bookworm)"
+			echo "[lab] updating private package lists (sid, trixie, bookworm, experimental)"
 			apt-get "${apt_opts[@]}" -qq update >&2 || { echo "apt-get update failed (private lists in $cache/apt)" >&2; exit 1; }
 			touch "$cache/apt/lists/.updated"
 		fi
@@ -56,4 +66,10 @@ apt_candidate_query() {
 	else
 		apt-cache "${apt_opts[@]}" policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}'
 	fi
+}
+
+# apt_kernel_versions: the linux-source-V versions the private lists know,
+# newest first (for error messages and `lab kernel --list`).
+apt_kernel_versions() {
+	apt-cache "${apt_opts[@]}" pkgnames linux-source- 2>/dev/null | sed -n 's/^linux-source-\([0-9][0-9]*\.[0-9][0-9]*\)$/\1/p' | sort -rV | tr '\n' ' '
 }

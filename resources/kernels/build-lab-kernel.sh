@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$cache" ] || die "--cache DIR is required"
 case "$flavour" in default|debug) ;; *) die "unknown flavour '$flavour' (default, debug)" ;; esac
-[[ "$version" =~ ^[0-9]+\.[0-9]+$ ]] || die "version '$version' is not of the form MAJOR.MINOR"
+[[ "$version" =~ ^[0-9]+\.[0-9]+$ ]] || [ "$version" = latest ] || die "version '$version' is not of the form MAJOR.MINOR (or latest)"
 for p in "${patches[@]}"; do [ -r "$p" ] || die "cannot read patch $p"; done
 for tool in make gcc flex bison bc xz tar patch sha256sum flock; do
 	command -v "$tool" >/dev/null || die "'$tool' is missing: apt-get install build-essential flex bison bc xz-utils patch libelf-dev libssl-dev"
@@ -45,6 +45,8 @@ done
 [ -e /usr/include/openssl/ssl.h ] || die "openssl headers missing: apt-get install libssl-dev"
 
 mkdir -p "$cache"/{src,kernels}
+# shellcheck source=build-progress.sh
+. "$here/build-progress.sh"
 # shellcheck source=apt-private.sh
 . "$here/apt-private.sh"
 
@@ -52,8 +54,14 @@ pkg=linux-source-$version
 # Bump when a change to this script changes what it builds.
 recipe=1
 apt_private_update || die "cannot update the private package lists"
+if [ "$version" = latest ]; then
+	version=$(apt_kernel_versions | awk '{print $1}')
+	[ -n "$version" ] || die "the package lists know no linux-source-V"
+	say "latest: $version"
+	pkg=linux-source-$version
+fi
 pkgver=$(apt_candidate "$pkg")
-[ -n "$pkgver" ] && [ "$pkgver" != "(none)" ] || die "no package $pkg in sid, trixie or bookworm (known: 7.2, 6.12, 6.1)"
+[ -n "$pkgver" ] && [ "$pkgver" != "(none)" ] || die "no package $pkg in sid, trixie, bookworm or experimental (Debian has: $(apt_kernel_versions))"
 
 fragments=("$here/lab.config" "$here/trim.config")
 [ "$flavour" = debug ] && fragments+=("$here/debug.config")
@@ -106,37 +114,23 @@ log=$out/build.log
 if [ -z "$base" ]; then
 	say "configuring: x86_64_defconfig + $(for f in "${fragments[@]}"; do basename "$f"; done | tr '\n' ' ')"
 	make -s x86_64_defconfig > "$log" 2>&1
-	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" >> "$log" 2>&1
+	compat_fragment . > "$out/compat.config"
+	[ -s "$out/compat.config" ] && say "for this source also: $(grep -o '^CONFIG_[A-Z0-9_]*=.' "$out/compat.config" | tr '\n' ' ')"
+	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" "$out/compat.config" >> "$log" 2>&1
 	make -s olddefconfig >> "$log" 2>&1
-	missing=""
-	while IFS= read -r line; do
-		case "$line" in CONFIG_*=y|CONFIG_*=m)
-			grep -qx "$line" .config || missing="$missing ${line}";;
-		esac
-	done < <(cat "${fragments[@]}")
-	[ -z "$missing" ] || die "config did not take:$missing"
+	verify_fragments .config "${fragments[@]}"
 fi
 
 say "building bzImage and modules with -j$jobs (log: $log)"
-make -j"$jobs" bzImage modules >> "$log" 2>&1 &
-mk=$!
-trap 'kill $mk 2>/dev/null; exit 130' INT TERM
-while kill -0 $mk 2>/dev/null; do
-	sleep 10
-	kill -0 $mk 2>/dev/null || break
-	say "$(grep -c '^  CC' "$log" || true) objects compiled, $(( $(date +%s) - start )) s"
-done
-if ! wait $mk; then
-	echo "---- last lines of $log ----" >&2
-	tail -n 40 "$log" >&2
-	die "kernel build failed"
-fi
-trap - INT TERM
+total=""
+[ -z "$base" ] && total=$(expected_objects "$version" "$flavour")
+make_with_progress "$log" "$total" "$start" -j"$jobs" bzImage modules
 cp arch/x86/boot/bzImage "$out/bzImage"
 mkdir -p "$out/modules"
 find . -name '*.ko' -exec cp {} "$out/modules/" \;
 secs=$(( $(date +%s) - start ))
 echo "$secs" > "$out/build-seconds"
+grep -c '^  CC' "$log" > "$out/build-objects" || true
 printf '%s\n' "$version" "$pkgver" "$flavour" "${patches[@]}" > "$out/inputs"
 touch "$out/.done"
 say "built in ${secs}s: $out"

@@ -50,6 +50,7 @@ fn lab(kernel: &KernelArgs, command: Vec<String>) -> session::LabRun {
             version: kernel.version.clone(),
             flavour: kernel.flavour.clone(),
             patches: kernel.patches.clone(),
+            tree: kernel.tree.clone(),
         },
         mem_mib: 2048,
         cpus: crate::lab::qemu::default_cpus(),
@@ -80,6 +81,7 @@ pub fn exec(cmd: BenchCmd) -> CmdResult {
                 version: args.version,
                 flavour: args.flavour,
                 patches: args.patches,
+                tree: args.tree,
             };
             let start = Instant::now();
             let built = kernel::ensure(&cache, &spec)?;

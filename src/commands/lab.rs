@@ -1,18 +1,25 @@
 //! `mmuvisor lab kernel` and `mmuvisor lab run`.
 
 use super::CmdResult;
-use crate::lab::{cache, kernel, known_bad, session};
+use crate::lab::{cache, kernel, known_bad, matrix, session};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(clap::Args, Clone)]
 pub struct KernelArgs {
-    /// Debian kernel source version: 7.2 (sid), 6.12 (trixie), 6.1 (bookworm).
+    /// Debian kernel source version: 7.2 (sid), 6.12 (trixie), 6.1 (bookworm),
+    /// 7.3 (experimental), latest (the newest Debian has); several,
+    /// comma-separated (6.1,6.12,7.2), run the command on each: a matrix.
     #[arg(long, default_value = "7.2")]
     pub version: String,
     /// Patch applied on top of the source (repeatable, in order).
     #[arg(long = "patch", value_name = "FILE")]
     pub patches: Vec<PathBuf>,
+    /// Your own kernel source tree instead of Debian's: built out of tree
+    /// into the cache (the tree is never written), rebuilt incrementally
+    /// after a change.
+    #[arg(long, value_name = "DIR", conflicts_with = "version")]
+    pub tree: Option<PathBuf>,
     /// Kernel flavour: default, or debug (DEBUG_VM, lockdep).
     #[arg(long, default_value = "default")]
     pub flavour: String,
@@ -27,6 +34,7 @@ impl KernelArgs {
             version: self.version.clone(),
             flavour: self.flavour.clone(),
             patches: self.patches.clone(),
+            tree: self.tree.clone(),
         }
     }
 }
@@ -51,6 +59,9 @@ pub enum LabCmd {
         /// Don't build or load the helper module.
         #[arg(long)]
         no_kmod: bool,
+        /// With several --version: where the matrix goes as JSON.
+        #[arg(long, value_name = "FILE", default_value = "lab-matrix.json")]
+        json: PathBuf,
         /// The command to run in the lab.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -115,8 +126,18 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
         }
         LabCmd::Kernel(args) => {
             let cache = cache::cache_dir(args.cache.as_ref())?;
-            let built = kernel::ensure(&cache, &args.spec())?;
-            println!("{}", built.dir.display());
+            let versions = match args.tree {
+                Some(_) => vec![args.version.clone()],
+                None => matrix::parse_versions(&args.version)?,
+            };
+            for version in versions {
+                let spec = kernel::KernelSpec {
+                    version,
+                    ..args.spec()
+                };
+                let built = kernel::ensure(&cache, &spec)?;
+                println!("{}", built.dir.display());
+            }
             Ok(0)
         }
         LabCmd::Run {
@@ -125,8 +146,13 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
             cpus,
             timeout,
             no_kmod,
+            json,
             command,
         } => {
+            let versions = match kernel.tree {
+                Some(_) => vec![kernel.version.clone()],
+                None => matrix::parse_versions(&kernel.version)?,
+            };
             let req = session::LabRun {
                 cache: kernel.cache.clone(),
                 kernel: kernel.spec(),
@@ -138,6 +164,21 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 keep_out: None,
                 console_to_stderr: false,
             };
+            if versions.len() > 1 {
+                let req = matrix::MatrixRun {
+                    base: req,
+                    versions,
+                    json,
+                };
+                return match matrix::run(&req) {
+                    Ok((text, ok)) => {
+                        print!("{text}");
+                        Ok(if ok { 0 } else { 1 })
+                    }
+                    Err(crate::lab::LabError::Interrupted) => Ok(130),
+                    Err(e) => Err(e.into()),
+                };
+            }
             match session::run(&req) {
                 Ok(code) => Ok(code),
                 Err(crate::lab::LabError::Interrupted) => {

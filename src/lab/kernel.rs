@@ -1,7 +1,7 @@
 //! The lab kernel: built from Debian's linux-source-V by
 //! resources/kernels/build-lab-kernel.sh and cached by its inputs.
 
-use super::{scripts, LabError};
+use super::{embedded, scripts, LabError};
 use std::path::{Path, PathBuf};
 
 /// What to build.
@@ -13,6 +13,9 @@ pub struct KernelSpec {
     pub flavour: String,
     /// Patches applied in order on top of the source.
     pub patches: Vec<PathBuf>,
+    /// A developer's own source tree, built out of tree instead of Debian's
+    /// source (`version` is then unused).
+    pub tree: Option<PathBuf>,
 }
 
 /// A built lab kernel in the cache.
@@ -43,19 +46,16 @@ impl LabKernel {
 }
 
 /// The project's own lab patches (resources/kernels/patches/*.patch, in
-/// name order), applied before the user's. Known-bad patches live in a
-/// subfolder and are only applied when asked for.
-pub fn project_patches() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/kernels/patches");
-    let mut patches: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "patch"))
-                .collect()
-        })
-        .unwrap_or_default();
-    patches.sort();
-    patches
+/// name order, embedded in the binary), applied before the user's.
+/// Known-bad patches live in a subfolder and are only applied when asked for.
+pub fn project_patches(cache: &Path) -> Result<Vec<PathBuf>, LabError> {
+    if embedded::PATCHES.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = embedded::write_out(cache, "patches", embedded::PATCHES, 0o644)?;
+    let mut names: Vec<&str> = embedded::PATCHES.iter().map(|(n, _)| *n).collect();
+    names.sort();
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
 /// Builds the kernel, or finds it in the cache.
@@ -85,6 +85,9 @@ pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
         super::require_tool(tool, package)?;
     }
     let dir = scripts::materialize(cache)?;
+    if let Some(tree) = &spec.tree {
+        return ensure_tree(&dir, cache, tree, spec);
+    }
     let mut args = vec![
         "--cache".to_string(),
         cache.display().to_string(),
@@ -93,10 +96,41 @@ pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
         "--flavour".to_string(),
         spec.flavour.clone(),
     ];
-    for patch in project_patches().iter().chain(&spec.patches) {
+    for patch in project_patches(cache)?.iter().chain(&spec.patches) {
         args.push("--patch".to_string());
         args.push(patch.display().to_string());
     }
     let dir = scripts::run_for_value(&dir.join("build-lab-kernel.sh"), &args, "KERNEL_DIR")?;
+    Ok(LabKernel { dir })
+}
+
+/// Builds a developer's tree out of tree (build-tree-kernel.sh).
+fn ensure_tree(
+    scripts_dir: &Path,
+    cache: &Path,
+    tree: &Path,
+    spec: &KernelSpec,
+) -> Result<LabKernel, LabError> {
+    if !tree.is_dir() {
+        return Err(LabError::Invalid(format!(
+            "--tree {}: no such folder",
+            tree.display()
+        )));
+    }
+    if !spec.patches.is_empty() {
+        return Err(LabError::Invalid(
+            "--patch does not combine with --tree (the tree is never written): commit or apply the change in the tree".into(),
+        ));
+    }
+    let args = [
+        "--cache".to_string(),
+        cache.display().to_string(),
+        "--tree".to_string(),
+        tree.display().to_string(),
+        "--flavour".to_string(),
+        spec.flavour.clone(),
+    ];
+    let script = scripts_dir.join("build-tree-kernel.sh");
+    let dir = scripts::run_for_value(&script, &args, "KERNEL_DIR")?;
     Ok(LabKernel { dir })
 }

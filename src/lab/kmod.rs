@@ -1,22 +1,33 @@
 //! Builds the helper module (kmod/) for a lab kernel, cached by the
 //! kernel build and the module's sources.
 
+use super::cache::StableHash;
 use super::kernel::LabKernel;
-use super::LabError;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use super::{embedded, LabError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The module sources: `$MMUVISOR_KMOD_DIR`, else this checkout's kmod/.
-pub fn source_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("MMUVISOR_KMOD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("kmod"));
-    (dir.join("Kbuild").is_file() || dir.join("Makefile").is_file()).then_some(dir)
+/// The module sources: `$MMUVISOR_KMOD_DIR` (a developer's copy; an error
+/// unless it holds a Kbuild or Makefile), else the sources embedded in this
+/// binary, written out into the cache.
+pub fn source_dir(cache: &Path) -> Result<PathBuf, LabError> {
+    match std::env::var_os("MMUVISOR_KMOD_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.join("Kbuild").is_file() || dir.join("Makefile").is_file() {
+                Ok(dir)
+            } else {
+                Err(LabError::Invalid(format!(
+                    "MMUVISOR_KMOD_DIR={}: no Kbuild or Makefile there",
+                    dir.display()
+                )))
+            }
+        }
+        None => embedded::write_out(cache, "kmod", embedded::KMOD, 0o644),
+    }
 }
 
-fn hash_tree(dir: &Path, hasher: &mut DefaultHasher) -> std::io::Result<()> {
+fn hash_tree(dir: &Path, hasher: &mut StableHash) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
@@ -24,6 +35,7 @@ fn hash_tree(dir: &Path, hasher: &mut DefaultHasher) -> std::io::Result<()> {
         let name = entry.file_name().to_string_lossy().into_owned();
         if path.is_dir() {
             if name != "tests" {
+                hasher.field(name.as_bytes());
                 hash_tree(&path, hasher)?;
             }
         } else if name.ends_with(".c")
@@ -31,8 +43,8 @@ fn hash_tree(dir: &Path, hasher: &mut DefaultHasher) -> std::io::Result<()> {
             || name == "Kbuild"
             || name == "Makefile"
         {
-            name.hash(hasher);
-            std::fs::read(&path)?.hash(hasher);
+            hasher.field(name.as_bytes());
+            hasher.field(&std::fs::read(&path)?);
         }
     }
     Ok(())
@@ -52,24 +64,26 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Builds mmuvisor.ko for `kernel`; Ok(None) when this checkout has no kmod/.
-pub fn ensure(cache: &Path, kernel: &LabKernel) -> Result<Option<PathBuf>, LabError> {
-    let Some(src) = source_dir() else {
-        return Ok(None);
-    };
-    let mut hasher = DefaultHasher::new();
+/// Builds mmuvisor.ko for `kernel` (or finds it in the cache: keyed by the
+/// kernel's build and the module's sources).
+pub fn ensure(cache: &Path, kernel: &LabKernel) -> Result<PathBuf, LabError> {
+    let src = source_dir(cache)?;
+    let mut hasher = StableHash::new();
     hash_tree(&src, &mut hasher).map_err(|e| LabError::io("cannot read", &src, e))?;
+    // A kernel built from a developer's tree keeps its folder across
+    // changes; its `state` file says which sources it was built from.
+    if let Ok(state) = std::fs::read(kernel.dir.join("state")) {
+        hasher.field(&state);
+    }
     let kname = kernel
         .dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let out = cache
-        .join("kmod")
-        .join(format!("{kname}-{:016x}", hasher.finish()));
+    let out = cache.join("kmod").join(format!("{kname}-{}", hasher.hex()));
     let ko = out.join("mmuvisor.ko");
     if ko.is_file() {
-        return Ok(Some(ko));
+        return Ok(ko);
     }
     let build = out.join("build");
     let _ = std::fs::remove_dir_all(&build);
@@ -95,5 +109,5 @@ pub fn ensure(cache: &Path, kernel: &LabKernel) -> Result<Option<PathBuf>, LabEr
         )));
     }
     std::fs::copy(&built, &ko).map_err(|e| LabError::io("cannot copy", &built, e))?;
-    Ok(Some(ko))
+    Ok(ko)
 }

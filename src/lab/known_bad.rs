@@ -55,9 +55,10 @@ impl Fixture {
     }
 }
 
-/// The project's fixtures, in name order.
-pub fn fixtures() -> Result<Vec<Fixture>, LabError> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("resources/kernels/patches/known-bad");
+/// The project's fixtures (embedded in the binary, written out into the
+/// cache), in name order.
+pub fn fixtures(cache: &Path) -> Result<Vec<Fixture>, LabError> {
+    let dir = super::embedded::write_out(cache, "known-bad", super::embedded::KNOWN_BAD, 0o644)?;
     let rd = std::fs::read_dir(&dir).map_err(|e| LabError::io("cannot read", &dir, e))?;
     let mut paths: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -76,16 +77,6 @@ pub struct Column {
 }
 
 impl Column {
-    fn cell(&self, drill: &str) -> &'static str {
-        match &self.results {
-            Err(_) => "-",
-            Ok(rs) => rs
-                .iter()
-                .find(|r| r.name == drill)
-                .map_or("-", |r| r.result.word()),
-        }
-    }
-
     /// For a fixture: the drills that failed each of its checks. For the
     /// stock kernel: empty. Err: why this column fails the matrix.
     fn verdict(&self) -> Result<String, String> {
@@ -124,31 +115,12 @@ impl Column {
 /// Renders the matrix (drills x kernels), the per-kernel verdicts and the
 /// summary line; returns the text and whether the matrix passed.
 pub fn render(cols: &[Column]) -> (String, bool) {
-    let mut drills: Vec<String> = Vec::new();
-    for c in cols {
-        if let Ok(rs) = &c.results {
-            for r in rs {
-                if !drills.contains(&r.name) {
-                    drills.push(r.name.clone());
-                }
-            }
-        }
-    }
-    let w = drills.iter().map(|d| d.len()).max().unwrap_or(5).max(5);
+    let grid: Vec<(&str, Option<&[Parsed]>)> = cols
+        .iter()
+        .map(|c| (c.label.as_str(), c.results.as_deref().ok()))
+        .collect();
+    let mut s = super::matrix::table(&grid, &[]);
     let cw = cols.iter().map(|c| c.label.len()).max().unwrap_or(6).max(6);
-    let mut s = String::new();
-    let _ = write!(s, "{:w$}", "drill");
-    for c in cols {
-        let _ = write!(s, "  {:cw$}", c.label);
-    }
-    s.push('\n');
-    for d in &drills {
-        let _ = write!(s, "{d:w$}");
-        for c in cols {
-            let _ = write!(s, "  {:cw$}", c.cell(d));
-        }
-        s.push('\n');
-    }
     s.push('\n');
     let mut failed = 0;
     let mut caught = 0;
@@ -195,7 +167,8 @@ pub struct MatrixRun {
 
 /// Runs the drills on the stock kernel and on every fixture kernel.
 pub fn run(req: &MatrixRun) -> Result<(String, bool), LabError> {
-    let mut fx = fixtures()?;
+    let cache = super::cache::cache_dir(req.cache.as_ref())?;
+    let mut fx = fixtures(&cache)?;
     if !req.only.is_empty() {
         fx.retain(|f| req.only.iter().any(|o| f.name.contains(o.as_str())));
         if fx.is_empty() {
@@ -227,6 +200,7 @@ fn run_column(req: &MatrixRun, fixture: Option<Fixture>) -> Result<Column, LabEr
             version: req.version.clone(),
             flavour: "default".into(),
             patches: fixture.iter().map(|f| f.path.clone()).collect(),
+            tree: None,
         },
         mem_mib: req.mem_mib,
         cpus: req.cpus,
@@ -277,7 +251,9 @@ mod tests {
 
     #[test]
     fn every_fixture_header_names_a_check() {
-        let fx = fixtures().expect("fixtures");
+        let cache = std::env::temp_dir().join(format!("mmuvisor-kb-{}", std::process::id()));
+        let fx = fixtures(&cache).expect("fixtures");
+        let _ = std::fs::remove_dir_all(&cache);
         assert!(fx.len() >= 5, "{fx:?}");
         assert!(fx.iter().all(|f| !f.checks.is_empty()));
     }

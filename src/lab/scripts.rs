@@ -1,14 +1,11 @@
 //! The lab's shell scripts and kernel config fragments, embedded in the
 //! binary so that mmuvisor works from any folder, and written out to the
-//! cache on use (one folder per content hash).
+//! cache on use (one folder per content hash: embedded.rs).
 
 use super::LabError;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-const FILES: &[(&str, &str)] = &[
+const FILES: super::embedded::Files = &[
     (
         "build-lab-kernel.sh",
         include_str!("../../resources/kernels/build-lab-kernel.sh"),
@@ -16,6 +13,14 @@ const FILES: &[(&str, &str)] = &[
     (
         "apt-private.sh",
         include_str!("../../resources/kernels/apt-private.sh"),
+    ),
+    (
+        "build-tree-kernel.sh",
+        include_str!("../../resources/kernels/build-tree-kernel.sh"),
+    ),
+    (
+        "build-progress.sh",
+        include_str!("../../resources/kernels/build-progress.sh"),
     ),
     (
         "lab.config",
@@ -35,26 +40,10 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Writes the embedded scripts into `cache/scripts/<hash>/` and returns it.
+/// Writes the embedded scripts into `cache/embedded/scripts-<hash>/` and
+/// returns that folder.
 pub fn materialize(cache: &Path) -> Result<PathBuf, LabError> {
-    let mut hasher = DefaultHasher::new();
-    FILES.hash(&mut hasher);
-    let dir = cache
-        .join("scripts")
-        .join(format!("{:016x}", hasher.finish()));
-    if dir.join(".done").exists() {
-        return Ok(dir);
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| LabError::io("cannot create", &dir, e))?;
-    for (name, text) in FILES {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| LabError::io("cannot write", &path, e))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| LabError::io("cannot chmod", &path, e))?;
-    }
-    let done = dir.join(".done");
-    std::fs::write(&done, b"").map_err(|e| LabError::io("cannot write", &done, e))?;
-    Ok(dir)
+    super::embedded::write_out(cache, "scripts", FILES, 0o755)
 }
 
 /// Runs `script` with `args`, passing its output through, and returns the
@@ -70,8 +59,24 @@ pub fn run_for_value(script: &Path, args: &[String], key: &str) -> Result<PathBu
         .arg(script)
         .args(args)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| LabError::io("cannot run", script, e))?;
+    // The script's own complaint (`NAME: why`, from its die()) becomes the
+    // error's one line; anything else on its stderr passes through.
+    let own = format!("{}: ", name.trim_end_matches(".sh"));
+    let errors = child.stderr.take().map(|err| {
+        std::thread::spawn(move || {
+            let mut why = None;
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                match line.strip_prefix(&own) {
+                    Some(w) => why = Some(w.to_string()),
+                    None => eprintln!("{line}"),
+                }
+            }
+            why
+        })
+    });
     let mut value = None;
     let prefix = format!("{key}=");
     if let Some(out) = child.stdout.take() {
@@ -85,9 +90,11 @@ pub fn run_for_value(script: &Path, args: &[String], key: &str) -> Result<PathBu
     let status = child
         .wait()
         .map_err(|e| LabError::io("cannot wait for", script, e))?;
-    match (status.success(), value) {
-        (true, Some(v)) => Ok(v),
-        (ok, _) => Err(LabError::Script {
+    let why = errors.and_then(|t| t.join().ok().flatten());
+    match (status.success(), value, why) {
+        (true, Some(v), _) => Ok(v),
+        (false, _, Some(why)) => Err(LabError::Invalid(why)),
+        (ok, _, _) => Err(LabError::Script {
             script: name,
             status: status.code().unwrap_or(-1),
             hint: if ok {

@@ -100,7 +100,7 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
     let assets = assets::ensure(&cache)?;
     let mut modules: Vec<PathBuf> = kernel.module("test_hmm").into_iter().collect();
     if !req.no_kmod {
-        modules.extend(kmod::ensure(&cache, &kernel)?);
+        modules.push(kmod::ensure(&cache, &kernel)?);
     }
     let exe =
         std::env::current_exe().map_err(|e| LabError::io("cannot find", "this executable", e))?;

@@ -1,0 +1,77 @@
+# SPDX-License-Identifier: GPL-2.0
+# Sourced by build-lab-kernel.sh and build-tree-kernel.sh: the per-source
+# config fix-ups and the build with its progress line. Needs $cache, say()
+# and die().
+
+# compat_fragment SRCDIR: config lines a source needs on top of the
+# fragments, read from its own Kconfig (older kernels' dependencies differ).
+compat_fragment() {
+	local src=$1
+	# Before 6.5, 9P_FS depends on INET, which trim.config turns off.
+	grep -qE '^\s*depends on INET && NET_9P' "$src/fs/9p/Kconfig" 2>/dev/null && echo CONFIG_INET=y
+	# Before 6.12, ZRAM needs a crypto compressor; its default is lzo-rle.
+	grep -qE '^\s*depends on CRYPTO_LZO \|\|' "$src/drivers/block/zram/Kconfig" 2>/dev/null && echo CONFIG_CRYPTO_LZO=y
+	true
+}
+
+# expected_objects VERSION FLAVOUR: the objects a from-scratch build
+# compiles, from the last finished build of the same version and flavour
+# (else of any), else a round guess.
+expected_objects() {
+	local d n=""
+	for d in $(ls -td "$cache"/kernels/linux-"$1"-"$2"-*/ 2>/dev/null) $(ls -td "$cache"/kernels/*/ 2>/dev/null); do
+		[ -e "$d/.done" ] || continue
+		n=$(cat "$d/build-objects" 2>/dev/null || grep -c '^  CC' "$d/build.log" 2>/dev/null || true)
+		[ "${n:-0}" -gt 1000 ] && break
+		n=""
+	done
+	echo "${n:-1800}"
+}
+
+# progress DONE TOTAL ELAPSED: "N/TOTAL objects (P%), E s, ~L s left";
+# TOTAL may be empty (an incremental build: no estimate).
+progress() {
+	local done=$1 total=$2 el=$3
+	if [ -z "$total" ]; then
+		say "$done objects compiled (incremental), ${el} s"
+	elif [ "$done" -lt 50 ]; then
+		say "$done/~$total objects, ${el} s"
+	else
+		[ "$done" -gt "$total" ] && total=$done
+		say "$done/~$total objects ($(( 100 * done / total ))%), ${el} s, ~$(( el * (total - done) / done )) s left"
+	fi
+}
+
+# make_with_progress LOG TOTAL START MAKE-ARGS...: runs make (output to
+# LOG), printing progress every 10 s; dies with LOG's tail if make fails.
+make_with_progress() {
+	local log=$1 total=$2 start=$3 mk
+	shift 3
+	make "$@" >> "$log" 2>&1 &
+	mk=$!
+	trap 'kill $mk 2>/dev/null; exit 130' INT TERM
+	while kill -0 $mk 2>/dev/null; do
+		sleep 10
+		kill -0 $mk 2>/dev/null || break
+		progress "$(grep -c '^  CC' "$log" || true)" "$total" "$(( $(date +%s) - start ))"
+	done
+	if ! wait $mk; then
+		echo "---- last lines of $log ----" >&2
+		tail -n 40 "$log" >&2
+		die "kernel build failed"
+	fi
+	trap - INT TERM
+}
+
+# verify_fragments CONFIG FRAGMENT...: dies unless every =y/=m line of the
+# fragments is in CONFIG.
+verify_fragments() {
+	local config=$1 line missing=""
+	shift
+	while IFS= read -r line; do
+		case "$line" in CONFIG_*=y|CONFIG_*=m)
+			grep -qx "$line" "$config" || missing="$missing ${line}";;
+		esac
+	done < <(cat "$@")
+	[ -z "$missing" ] || die "config did not take:$missing"
+}

@@ -1,0 +1,377 @@
+//! One command on several kernels: `mmuvisor lab run --version 6.1,6.12,7.2
+//! -- CMD`. Each kernel gets its own lab; the command's KTAP (drill
+//! results) is read back with the drills' own parser and shown as one table,
+//! drills x kernels (the same table as the kill matrix), with the command's
+//! exit status per kernel, and written as JSON. A kernel passes when its
+//! lab ran, no drill is `not ok` or `error` and the command exited 0
+//! (skips are allowed, as in kselftest).
+
+use super::{kernel, session, LabError};
+use crate::drill::report::json::string;
+use crate::drill::report::ktap::{self, Parsed, ParsedResult};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// One kernel's results: the drills' verdicts and the command's exit
+/// status, or why the lab did not run.
+#[derive(Debug, Clone)]
+pub struct KernelColumn {
+    pub label: String,
+    pub results: Result<(Vec<Parsed>, i32), String>,
+}
+
+impl KernelColumn {
+    /// Why this kernel fails the matrix, if it does.
+    pub fn failure(&self) -> Option<String> {
+        let (rs, status) = match &self.results {
+            Err(e) => return Some(e.clone()),
+            Ok(r) => r,
+        };
+        let bad: Vec<String> = rs
+            .iter()
+            .filter(|r| matches!(r.result, ParsedResult::NotOk | ParsedResult::Error))
+            .map(|r| format!("{} {}", r.name, r.result.word()))
+            .collect();
+        match (bad.is_empty(), *status) {
+            (true, 0) => None,
+            (true, s) => Some(format!("exit status {s}")),
+            (false, _) => Some(bad.join(", ")),
+        }
+    }
+}
+
+/// The drills x kernels grid: one row per drill (in first-seen order), one
+/// column per kernel; `-` where a kernel has no result for a drill; then the
+/// `extra` rows (a label and one cell per kernel).
+pub fn table(cols: &[(&str, Option<&[Parsed]>)], extra: &[(&str, Vec<String>)]) -> String {
+    let mut drills: Vec<&str> = Vec::new();
+    for (_, rs) in cols {
+        for r in rs.unwrap_or_default() {
+            if !drills.contains(&r.name.as_str()) {
+                drills.push(&r.name);
+            }
+        }
+    }
+    let w = drills
+        .iter()
+        .chain(extra.iter().map(|e| &e.0))
+        .map(|d| d.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let cw = cols.iter().map(|c| c.0.len()).max().unwrap_or(6).max(6);
+    let mut s = String::new();
+    let _ = write!(s, "{:w$}", "drill");
+    for (label, _) in cols {
+        let _ = write!(s, "  {label:cw$}");
+    }
+    s.push('\n');
+    for d in &drills {
+        let _ = write!(s, "{d:w$}");
+        for (_, rs) in cols {
+            let cell = rs
+                .unwrap_or_default()
+                .iter()
+                .find(|r| r.name == *d)
+                .map_or("-", |r| r.result.word());
+            let _ = write!(s, "  {cell:cw$}");
+        }
+        s.push('\n');
+    }
+    for (label, cells) in extra {
+        let _ = write!(s, "{label:w$}");
+        for cell in cells {
+            let _ = write!(s, "  {cell:cw$}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The table, the exit status row, each failing kernel's reason and the
+/// summary line; and whether every kernel passed.
+pub fn render(cols: &[KernelColumn]) -> (String, bool) {
+    let grid: Vec<(&str, Option<&[Parsed]>)> = cols
+        .iter()
+        .map(|c| (c.label.as_str(), c.results.as_ref().ok().map(|r| &r.0[..])))
+        .collect();
+    let status: Vec<String> = cols
+        .iter()
+        .map(|c| c.results.as_ref().map_or("-".into(), |r| r.1.to_string()))
+        .collect();
+    let mut s = table(&grid, &[("exit status", status)]);
+    let cw = cols.iter().map(|c| c.label.len()).max().unwrap_or(6).max(6);
+    s.push('\n');
+    let failed: Vec<&KernelColumn> = cols.iter().filter(|c| c.failure().is_some()).collect();
+    for c in &failed {
+        let _ = writeln!(
+            s,
+            "{:cw$}  FAILED: {}",
+            c.label,
+            c.failure().unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "matrix: {} kernels, {} passed, {} failed",
+        cols.len(),
+        cols.len() - failed.len(),
+        failed.len()
+    );
+    (s, failed.is_empty())
+}
+
+/// The matrix as JSON: per kernel its label, exit status (null when the
+/// lab did not run), error, and each drill's result and failed checks.
+pub fn json(cols: &[KernelColumn]) -> String {
+    let mut s = String::from("{\n  \"kernels\": [");
+    for (i, c) in cols.iter().enumerate() {
+        let _ = write!(
+            s,
+            "{}\n    {{\"kernel\": {}, ",
+            if i > 0 { "," } else { "" },
+            string(&c.label)
+        );
+        match &c.results {
+            Err(e) => {
+                let _ = write!(s, "\"exit_status\": null, \"error\": {}, ", string(e));
+            }
+            Ok((_, status)) => {
+                let _ = write!(s, "\"exit_status\": {status}, \"error\": null, ");
+            }
+        }
+        let _ = write!(s, "\"passed\": {}, \"drills\": [", c.failure().is_none());
+        let rs = c.results.as_ref().map(|r| &r.0[..]).unwrap_or_default();
+        for (j, r) in rs.iter().enumerate() {
+            let checks: Vec<String> = r.failed_checks.iter().map(|c| string(c)).collect();
+            let _ = write!(
+                s,
+                "{}\n      {{\"name\": {}, \"result\": {}, \"failed_checks\": [{}]}}",
+                if j > 0 { "," } else { "" },
+                string(&r.name),
+                string(r.result.word()),
+                checks.join(", ")
+            );
+        }
+        s.push_str(if rs.is_empty() { "]}" } else { "\n    ]}" });
+    }
+    let ok = cols.iter().all(|c| c.failure().is_none());
+    let _ = write!(s, "\n  ],\n  \"passed\": {ok}\n}}\n");
+    s
+}
+
+/// Splits `6.1,6.12,7.2` into versions: each MAJOR.MINOR or `latest`, no
+/// empty or repeated entry.
+pub fn parse_versions(list: &str) -> Result<Vec<String>, LabError> {
+    let mut out: Vec<String> = Vec::new();
+    for v in list.split(',').map(str::trim) {
+        let numeric = v.split_once('.').is_some_and(|(a, b)| {
+            [a, b]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+        });
+        if !(numeric || v == "latest") {
+            return Err(LabError::Invalid(format!(
+                "--version '{v}' is not a kernel version (MAJOR.MINOR, e.g. 6.12, or latest; several: 6.1,6.12,7.2)"
+            )));
+        }
+        if out.iter().any(|o| o == v) {
+            return Err(LabError::Invalid(format!("--version lists {v} twice")));
+        }
+        out.push(v.to_string());
+    }
+    Ok(out)
+}
+
+/// What `lab run --version A,B,... -- CMD` was asked for.
+pub struct MatrixRun {
+    pub base: session::LabRun,
+    pub versions: Vec<String>,
+    /// Where the JSON goes.
+    pub json: PathBuf,
+}
+
+/// Runs the command on each kernel in turn; a kernel that does not build
+/// or boot is a failed column, not the end of the matrix.
+pub fn run(req: &MatrixRun) -> Result<(String, bool), LabError> {
+    let mut cols = Vec::new();
+    for v in &req.versions {
+        eprintln!("[matrix] kernel {v}");
+        cols.push(run_one(req, v)?);
+    }
+    let (text, ok) = render(&cols);
+    write_json(&req.json, &json(&cols))?;
+    Ok((text, ok))
+}
+
+fn write_json(path: &Path, text: &str) -> Result<(), LabError> {
+    std::fs::write(path, text).map_err(|e| LabError::io("cannot write", path, e))?;
+    eprintln!("[matrix] JSON: {}", path.display());
+    Ok(())
+}
+
+fn run_one(req: &MatrixRun, version: &str) -> Result<KernelColumn, LabError> {
+    let out = std::env::temp_dir().join(format!("mmuvisor-matrix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut command = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!(
+            "export {}=0; \"$@\" > /lab/out/stdout; rc=$?; cat /lab/out/stdout; exit $rc",
+            session::STDOUT_TTY_ENV
+        ),
+        "sh".into(),
+    ];
+    command.extend(req.base.command.iter().cloned());
+    let run = session::LabRun {
+        cache: req.base.cache.clone(),
+        kernel: kernel::KernelSpec {
+            version: version.to_string(),
+            ..req.base.kernel.clone()
+        },
+        mem_mib: req.base.mem_mib,
+        cpus: req.base.cpus,
+        timeout: req.base.timeout,
+        command,
+        no_kmod: req.base.no_kmod,
+        keep_out: Some(out.clone()),
+        console_to_stderr: true,
+    };
+    let results = match session::run(&run) {
+        Ok(status) => std::fs::read_to_string(out.join("stdout"))
+            .map(|t| (ktap::parse(&t), status))
+            .map_err(|e| format!("no output from the lab: {e}")),
+        Err(LabError::Interrupted) => return Err(LabError::Interrupted),
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(KernelColumn {
+        label: version.to_string(),
+        results,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(name: &str, result: ParsedResult) -> Parsed {
+        Parsed {
+            name: name.into(),
+            result,
+            failed_checks: if result == ParsedResult::NotOk {
+                vec!["kvm-invalidated".into()]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn col(label: &str, results: Result<(Vec<Parsed>, i32), String>) -> KernelColumn {
+        KernelColumn {
+            label: label.into(),
+            results,
+        }
+    }
+
+    #[test]
+    fn versions_are_checked() {
+        assert_eq!(parse_versions("7.2").unwrap(), ["7.2"]);
+        assert_eq!(
+            parse_versions("6.1, 6.12,latest").unwrap(),
+            ["6.1", "6.12", "latest"]
+        );
+        for bad in ["", "6.1,,7.2", "6", "6.x", "7.2,7.2", "6.1;7.2", ".1"] {
+            assert!(parse_versions(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_skip_passes_a_failure_or_a_missing_lab_fails() {
+        let ok = col(
+            "7.2",
+            Ok((
+                vec![parsed("a", ParsedResult::Ok), parsed("b", ParsedResult::Ok)],
+                0,
+            )),
+        );
+        let skip = col(
+            "6.12",
+            Ok((
+                vec![
+                    parsed("a", ParsedResult::Ok),
+                    parsed("b", ParsedResult::Skip),
+                ],
+                0,
+            )),
+        );
+        let (text, pass) = render(&[ok.clone(), skip.clone()]);
+        assert!(pass, "{text}");
+        assert!(
+            text.contains("matrix: 2 kernels, 2 passed, 0 failed"),
+            "{text}"
+        );
+        let b_row = text.lines().find(|l| l.starts_with("b ")).expect("row b");
+        assert_eq!(
+            b_row.split_whitespace().collect::<Vec<_>>(),
+            ["b", "ok", "skip"]
+        );
+
+        let notok = col(
+            "6.1",
+            Ok((
+                vec![
+                    parsed("a", ParsedResult::NotOk),
+                    parsed("b", ParsedResult::Error),
+                ],
+                1,
+            )),
+        );
+        let nolab = col(
+            "7.3",
+            Err("build-lab-kernel.sh failed (exit status 1)".into()),
+        );
+        let status = col("6.6", Ok((vec![], 3)));
+        let (text, pass) = render(&[ok, skip, notok, nolab, status]);
+        assert!(!pass, "{text}");
+        assert!(text.contains("6.1     FAILED: a not ok, b error"), "{text}");
+        assert!(
+            text.contains("7.3     FAILED: build-lab-kernel.sh failed"),
+            "{text}"
+        );
+        assert!(text.contains("6.6     FAILED: exit status 3"), "{text}");
+        assert!(
+            text.contains("matrix: 5 kernels, 2 passed, 3 failed"),
+            "{text}"
+        );
+        let a_row = text.lines().find(|l| l.starts_with("a ")).expect("row a");
+        assert_eq!(
+            a_row.split_whitespace().collect::<Vec<_>>(),
+            ["a", "ok", "ok", "not", "ok", "-", "-"]
+        );
+    }
+
+    #[test]
+    fn json_names_every_cell() {
+        let cols = [
+            col("6.12", Ok((vec![parsed("a", ParsedResult::NotOk)], 1))),
+            col("6.1", Err("no \"lab\"".into())),
+        ];
+        let j = json(&cols);
+        assert!(
+            j.contains(
+                "\"kernel\": \"6.12\", \"exit_status\": 1, \"error\": null, \"passed\": false"
+            ),
+            "{j}"
+        );
+        assert!(j.contains("{\"name\": \"a\", \"result\": \"not ok\", \"failed_checks\": [\"kvm-invalidated\"]}"), "{j}");
+        assert!(
+            j.contains("\"kernel\": \"6.1\", \"exit_status\": null, \"error\": \"no \\\"lab\\\"\""),
+            "{j}"
+        );
+        assert!(j.trim_end().ends_with("\"passed\": false\n}"), "{j}");
+        // Balanced, so a JSON reader can take it.
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+        assert_eq!(j.matches('[').count(), j.matches(']').count());
+    }
+}

@@ -1,0 +1,76 @@
+//! One command on several kernels (`lab run --version A,B -- CMD`): the
+//! drills x kernels table, the JSON, and the exit status (1 when any
+//! kernel fails).
+
+use crate::lab::lab_enabled;
+use std::process::Command;
+
+#[test]
+fn lab_matrix_rejects_a_bad_version_list_with_one_line() {
+    for list in ["6.1,,7.2", "6.12,6.12", "seven"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+            .args(["lab", "run", "--version", list, "--", "true"])
+            .output()
+            .expect("cannot start mmuvisor");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{list}: {err}");
+        assert_eq!(err.lines().count(), 1, "{list}: {err}");
+        assert!(err.contains("--version"), "{list}: {err}");
+    }
+}
+
+/// 6.12 and 7.2 (the kernels the other lab tests build): exclusive-basic
+/// passes on both, and a command that fails on 6.12 only fails the matrix
+/// there.
+#[test]
+fn lab_matrix_runs_a_command_on_two_kernels() {
+    if !lab_enabled() {
+        return;
+    }
+    let json = std::env::temp_dir().join(format!("mmuvisor-matrix-{}.json", std::process::id()));
+    let cmd =
+        "mmuvisor drill exclusive-basic; rc=$?; case $(uname -r) in 6.12*) exit 1;; esac; exit $rc";
+    let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .args([
+            "lab",
+            "run",
+            "--timeout",
+            "900",
+            "--version",
+            "6.12,7.2",
+            "--json",
+        ])
+        .arg(&json)
+        .args(["--", "sh", "-c", cmd])
+        .output()
+        .expect("cannot start mmuvisor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let j = std::fs::read_to_string(&json).expect("no JSON written");
+    let _ = std::fs::remove_file(&json);
+    let words = |prefix: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(words("drill "), ["drill", "6.12", "7.2"], "no table");
+    assert_eq!(words("exclusive-basic "), ["exclusive-basic", "ok", "ok"]);
+    assert_eq!(words("exit status "), ["exit", "status", "1", "0"]);
+    assert!(text.contains("FAILED: exit status 1"), "6.12 not failed");
+    assert!(text.contains("matrix: 2 kernels, 1 passed, 1 failed"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed kernel must fail the matrix"
+    );
+    assert!(
+        j.contains("\"kernel\": \"6.12\", \"exit_status\": 1"),
+        "{j}"
+    );
+    assert!(
+        j.contains("{\"name\": \"exclusive-basic\", \"result\": \"ok\""),
+        "{j}"
+    );
+}
