@@ -13,6 +13,11 @@ use mmuvisor_abi::payloads::NAMES;
 fn test_cfgs() {
     println!("cargo:rustc-check-cfg=cfg(mmuvisor_kvm)");
     println!("cargo:rustc-check-cfg=cfg(mmuvisor_lab_tests)");
+    println!("cargo:rustc-check-cfg=cfg(mmuvisor_lab_tree)");
+    println!("cargo:rerun-if-env-changed=MMUVISOR_LAB_TREE");
+    if std::env::var_os("MMUVISOR_LAB_TREE").is_some() {
+        println!("cargo:rustc-cfg=mmuvisor_lab_tree");
+    }
     println!("cargo:rerun-if-env-changed=MMUVISOR_LAB_TESTS");
     println!("cargo:rerun-if-env-changed=MMUVISOR_LAB");
     let kvm = std::fs::OpenOptions::new()

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_copied_binary_in_an_empty_folder_loads_the_module() {
     if !lab_enabled() {
         return;

@@ -23,6 +23,10 @@ fn lab_matrix_rejects_a_bad_version_list_with_one_line() {
 /// passes on both, and a command that fails on 6.12 only fails the matrix
 /// there.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_matrix_runs_a_command_on_two_kernels() {
     if !lab_enabled() {
         return;

@@ -88,6 +88,10 @@ fn listing(tree: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(mmuvisor_lab_tests, mmuvisor_lab_tree)),
+    ignore = "needs the lab and a kernel tree: MMUVISOR_LAB_TESTS=1 MMUVISOR_LAB_TREE=DIR"
+)]
 fn lab_tree_builds_out_of_tree_and_runs_the_drills() {
     let Some(tree) = std::env::var_os("MMUVISOR_LAB_TREE") else {
         println!("SKIP: set MMUVISOR_LAB_TREE=DIR (a Linux source tree, 6.1 or newer) to build it");
