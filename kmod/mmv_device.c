@@ -341,12 +341,15 @@ out_release:
 
 int mmv_make_exclusive(struct mmv_ctx *ctx, struct mmuvisor_range *r)
 {
-	int ret = mmv_check_range(ctx, r->addr, r->npages);
+	int ret;
 #if defined(MMV_API_FOLIO) || defined(MMV_API_RANGE)
 	unsigned long addr = r->addr;
 	u64 i;
+#endif
 
 	r->count = 0;
+	ret = mmv_check_range(ctx, r->addr, r->npages);
+#if defined(MMV_API_FOLIO) || defined(MMV_API_RANGE)
 	for (i = 0; !ret && i < r->npages; i++, addr += PAGE_SIZE) {
 		/*
 		 * Stop early, with the progress in count, for any signal
