@@ -48,22 +48,30 @@ static unsigned long mmv_index(struct mmv_ctx *ctx, unsigned long addr)
 	return (addr - ctx->start) >> PAGE_SHIFT;
 }
 
-/* Caller holds dev_lock. Revokes every held page of [start, end). */
+static u32 mmv_revs_inc(u32 revs)
+{
+	return revs < MMUVISOR_MAX_REVOCATIONS ? revs + 1 : revs;
+}
+
+/*
+ * Caller holds the device lock. Revokes every held page of [start, end):
+ * walks only the pages marked held, not every record of the range.
+ */
 unsigned long mmv_revoke_locked(struct mmv_ctx *ctx, unsigned long start,
 				unsigned long end)
 {
-	unsigned long idx, n = 0;
-	struct mmv_page *rec;
+	XA_STATE(xas, &ctx->pages, 0);
+	unsigned long n = 0;
+	void *e;
 
 	if (start >= end)
 		return 0;
-	xa_for_each_range(&ctx->pages, idx, rec, mmv_index(ctx, start),
-			  mmv_index(ctx, end - 1)) {
-		if (rec->state != MMUVISOR_PAGE_HELD)
-			continue;
-		rec->state = MMUVISOR_PAGE_REVOKED;
-		rec->page = NULL;
-		rec->revocations++;
+	xas_set(&xas, mmv_index(ctx, start));
+	xas_for_each_marked(&xas, e, mmv_index(ctx, end - 1), MMV_HELD) {
+		/* Replacing a value in place never allocates. */
+		xas_store(&xas, mmv_rec(MMUVISOR_PAGE_REVOKED,
+					mmv_revs_inc(mmv_rec_revs(e)), 0));
+		xas_clear_mark(&xas, MMV_HELD);
 		ctx->pages_held--;
 		ctx->revocations++;
 		n++;
@@ -74,11 +82,6 @@ unsigned long mmv_revoke_locked(struct mmv_ctx *ctx, unsigned long start,
 /* Caller holds attach_sem for write, or is the last user. */
 void mmv_free_pages(struct mmv_ctx *ctx)
 {
-	struct mmv_page *rec;
-	unsigned long idx;
-
-	xa_for_each(&ctx->pages, idx, rec)
-		kfree(rec);
 	xa_destroy(&ctx->pages);
 	ctx->pages_held = 0;
 }
@@ -117,14 +120,53 @@ static int mmv_test_make_device_exclusive_range(struct mm_struct *mm,
 #endif
 
 /*
- * Pre-6.15: make_device_exclusive_range() on one page. A NULL page (folio
- * locked elsewhere, THP tail, conversion failed) is retried by the caller
- * until its timeout (-EAGAIN).
+ * Why make_device_exclusive_range() gave no page: a page of a large folio
+ * is refused for good (it never converts a tail page), anything else
+ * (folio locked elsewhere, a racing fault) is worth a retry.
+ */
+static int mmv_range_refused(struct mm_struct *mm, unsigned long addr)
+{
+	struct page *page;
+	bool large;
+
+	if (get_user_pages_remote(mm, addr, 1, 0, &page, NULL) != 1)
+		return -EAGAIN;
+	large = folio_test_large(page_folio(page));
+	put_page(page);
+	return large ? -EOPNOTSUPP : -EAGAIN;
+}
+
+/*
+ * The range API converted the head page of a large folio, and with it every
+ * page of the folio mapped in this mm, though it returns one page: fault
+ * them all back (the CPU takes them) rather than hold pages the device
+ * cannot account for. Caller holds the mmap lock, not the folio lock.
+ */
+static void mmv_range_restore(struct mm_struct *mm, unsigned long addr,
+			      unsigned long nr)
+{
+	struct vm_area_struct *vma = vma_lookup(mm, addr);
+	unsigned long end;
+
+	if (!vma)
+		return;
+	end = min(vma->vm_end, addr + nr * PAGE_SIZE);
+	for (; addr < end; addr += PAGE_SIZE)
+		fixup_user_fault(mm, addr, FAULT_FLAG_WRITE, NULL);
+}
+
+/*
+ * Pre-6.15: make_device_exclusive_range() on one page. Pages of large
+ * folios fail at once with -EOPNOTSUPP (a tail page would never convert;
+ * the head page converts the whole folio); a NULL page otherwise (folio
+ * locked elsewhere) is retried by the caller until its timeout (-EAGAIN).
  */
 static struct page *mmv_exclusive_one(struct mm_struct *mm, unsigned long addr,
 				      void *owner, struct folio **foliop)
 {
 	struct page *page = NULL;
+	struct folio *folio;
+	unsigned long nr;
 	int n;
 
 	n = make_device_exclusive_range(mm, addr, addr + PAGE_SIZE, &page, owner);
@@ -133,8 +175,16 @@ static struct page *mmv_exclusive_one(struct mm_struct *mm, unsigned long addr,
 	if (n == 0)
 		return ERR_PTR(-EFAULT);
 	if (!page)
-		return ERR_PTR(-EAGAIN);
-	*foliop = page_folio(page);
+		return ERR_PTR(mmv_range_refused(mm, addr));
+	folio = page_folio(page);
+	if (folio_test_large(folio)) {
+		nr = folio_nr_pages(folio);
+		folio_unlock(folio);
+		folio_put(folio);
+		mmv_range_restore(mm, addr, nr);
+		return ERR_PTR(-EOPNOTSUPP);
+	}
+	*foliop = folio;
 	return page;
 }
 #elif defined(MMV_API_FOLIO)
@@ -181,58 +231,41 @@ static int mmv_fault_in(struct mm_struct *mm, unsigned long addr)
 	return ret;
 }
 
-/* The record of a page, created on first use (never freed before detach). */
-static struct mmv_page *mmv_get_record(struct mmv_ctx *ctx, unsigned long idx)
-{
-	struct mmv_page *rec = xa_load(&ctx->pages, idx);
-	int ret;
-
-	if (rec)
-		return rec;
-	rec = kzalloc(sizeof(*rec), GFP_KERNEL);
-	if (!rec)
-		return ERR_PTR(-ENOMEM);
-	ret = xa_insert(&ctx->pages, idx, rec, GFP_KERNEL);
-	if (ret) {
-		kfree(rec);
-		if (ret != -EBUSY)
-			return ERR_PTR(ret);
-		/* A concurrent caller inserted it first. */
-		rec = xa_load(&ctx->pages, idx);
-		if (!rec)
-			return ERR_PTR(-ENOMEM);
-	}
-	return rec;
-}
-
-/* 1: converted and installed, 0: already held, < 0: error. */
+/*
+ * 1: converted and installed, 0: already held, < 0: error. The page's slot
+ * in the device page table is reserved (allocated) before the conversion
+ * and given back unless the page got installed.
+ */
 static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(MMV_RETRY_TIMEOUT_MS);
+	unsigned long idx = mmv_index(ctx, addr);
 	struct mm_struct *mm = ctx->mm;
-	struct mmv_page *rec;
 	struct folio *folio;
 	struct page *page;
 	unsigned long seq;
 	bool prefault;
+	void *old;
 	int ret;
 
-	rec = mmv_get_record(ctx, mmv_index(ctx, addr));
-	if (IS_ERR(rec))
-		return PTR_ERR(rec);
-	spin_lock(&ctx->dev_lock);
-	ret = rec->state == MMUVISOR_PAGE_HELD;
-	/* A released page may still have its device-exclusive PTE. */
-	prefault = rec->state == MMUVISOR_PAGE_RELEASED;
-	spin_unlock(&ctx->dev_lock);
-	if (ret)
+	old = xa_load(&ctx->pages, idx);
+	if (xa_get_mark(&ctx->pages, idx, MMV_HELD))
 		return 0;
+	/* A released page may still have its device-exclusive PTE. */
+	prefault = mmv_rec_state(old) == MMUVISOR_PAGE_RELEASED;
+	if (!old) {
+		ret = xa_reserve(&ctx->pages, idx, GFP_KERNEL);
+		if (ret)
+			return ret;
+	}
 
 	for (;;) {
+		ret = -EBUSY;
 		if (time_after(jiffies, timeout))
-			return -EBUSY;
-		if (fatal_signal_pending(current))
-			return -EINTR;
+			goto out_release;
+		ret = -EINTR;
+		if (signal_pending(current))
+			goto out_release;
 
 		/*
 		 * If the PTE is device-exclusive already (an attempt that lost
@@ -245,26 +278,28 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 		if (prefault) {
 			ret = mmv_fault_in(mm, addr);
 			if (ret)
-				return ret;
+				goto out_release;
 		}
 		seq = mmu_interval_read_begin(&ctx->notifier);
+		ret = -EINTR;
 		if (mmap_read_lock_killable(mm))
-			return -EINTR;
+			goto out_release;
 		ret = mmv_check_vma(mm, addr);
 		page = ret ? ERR_PTR(ret) : mmv_exclusive_one(mm, addr, ctx, &folio);
 		mmap_read_unlock(mm);
 		if (IS_ERR(page)) {
-			if (PTR_ERR(page) != -EAGAIN)
-				return PTR_ERR(page);
+			ret = PTR_ERR(page);
+			if (ret != -EAGAIN)
+				goto out_release;
 			cond_resched();
 			continue;
 		}
 
-		spin_lock(&ctx->dev_lock);
+		mmv_dev_lock(ctx);
 		if (!mmu_interval_read_retry(&ctx->notifier, seq))
 			break;
 		ctx->retries++;
-		spin_unlock(&ctx->dev_lock);
+		mmv_dev_unlock(ctx);
 		folio_unlock(folio);
 		folio_put(folio);
 		prefault = true;
@@ -272,27 +307,58 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 	}
 
 	/* Install the device mapping; the page stays ours until revoked. */
-	rec->page = page;
-	rec->state = MMUVISOR_PAGE_HELD;
-	ctx->pages_held++;
-	ctx->conversions++;
-	spin_unlock(&ctx->dev_lock);
+	old = xa_load(&ctx->pages, idx);
+	ret = 1;
+	if (WARN_ON_ONCE(xa_get_mark(&ctx->pages, idx, MMV_HELD))) {
+		/* A bug of ours: another install won the same read section. */
+		ret = 0;
+	} else if (page_to_pfn(page) > MMV_REC_PFN_MAX) {
+		ret = -EOVERFLOW;	/* cannot happen with 52-bit physical addresses */
+	} else {
+		/* The slot is reserved: this store does not allocate. */
+		ret = xa_err(__xa_store(&ctx->pages, idx,
+					mmv_rec(MMUVISOR_PAGE_HELD, mmv_rec_revs(old),
+						page_to_pfn(page)),
+					GFP_NOWAIT | __GFP_NOWARN));
+		if (!ret) {
+			__xa_set_mark(&ctx->pages, idx, MMV_HELD);
+			ctx->pages_held++;
+			ctx->conversions++;
+			ret = 1;
+		}
+	}
+	mmv_dev_unlock(ctx);
 
 	folio_unlock(folio);
 	folio_put(folio);
-	return 1;
+	if (ret == 1)
+		return 1;
+out_release:
+	xa_release(&ctx->pages, idx);
+	return ret;
 }
 #endif
 
 int mmv_make_exclusive(struct mmv_ctx *ctx, struct mmuvisor_range *r)
 {
-	int ret = mmv_check_range(ctx, r->addr, r->npages);
+	int ret;
 #if defined(MMV_API_FOLIO) || defined(MMV_API_RANGE)
 	unsigned long addr = r->addr;
 	u64 i;
+#endif
 
 	r->count = 0;
+	ret = mmv_check_range(ctx, r->addr, r->npages);
+#if defined(MMV_API_FOLIO) || defined(MMV_API_RANGE)
 	for (i = 0; !ret && i < r->npages; i++, addr += PAGE_SIZE) {
+		/*
+		 * Stop early, with the progress in count, for any signal
+		 * and for a DETACH waiting on attach_sem (after one page,
+		 * so that a call always gets somewhere).
+		 */
+		if (signal_pending(current) ||
+		    (i && rwsem_is_contended(&ctx->attach_sem)))
+			return r->count ? 0 : -EINTR;
 		ret = mmv_convert_page(ctx, addr);
 		if (ret > 0)
 			r->count++;
@@ -300,6 +366,8 @@ int mmv_make_exclusive(struct mmv_ctx *ctx, struct mmuvisor_range *r)
 			ret = 0;
 		cond_resched();
 	}
+	if (ret == -EINTR && r->count)
+		ret = 0;
 	return ret;
 #else
 	return ret ? ret : -EOPNOTSUPP;
@@ -308,9 +376,10 @@ int mmv_make_exclusive(struct mmv_ctx *ctx, struct mmuvisor_range *r)
 
 int mmv_device_access(struct mmv_ctx *ctx, struct mmuvisor_access *a)
 {
-	struct mmv_page *rec;
+	unsigned long idx;
+	struct page *page;
 	u64 *word;
-	void *kaddr;
+	void *kaddr, *e;
 	int ret = 0;
 
 	if (a->flags || a->op > MMUVISOR_ACCESS_ADD || !IS_ALIGNED(a->addr, 8))
@@ -318,15 +387,16 @@ int mmv_device_access(struct mmv_ctx *ctx, struct mmuvisor_access *a)
 	if (a->addr < ctx->start || a->addr >= ctx->end)
 		return -ERANGE;
 
-	rec = xa_load(&ctx->pages, mmv_index(ctx, a->addr));
-	spin_lock(&ctx->dev_lock);
-	if (!rec || rec->state == MMUVISOR_PAGE_NONE ||
-	    rec->state == MMUVISOR_PAGE_RELEASED) {
-		ret = -ENOENT;
-	} else if (rec->state == MMUVISOR_PAGE_REVOKED) {
+	idx = mmv_index(ctx, a->addr);
+	mmv_dev_lock(ctx);
+	e = xa_load(&ctx->pages, idx);
+	switch (mmv_rec_state(e)) {
+	case MMUVISOR_PAGE_REVOKED:
 		ret = -ENOLINK;
-	} else {
-		kaddr = kmap_local_page(rec->page);
+		break;
+	case MMUVISOR_PAGE_HELD:
+		page = pfn_to_page(mmv_rec_pfn(e));
+		kaddr = kmap_local_page(page);
 		word = kaddr + offset_in_page(a->addr);
 		a->old = READ_ONCE(*word);
 		if (a->op == MMUVISOR_ACCESS_WRITE)
@@ -336,48 +406,61 @@ int mmv_device_access(struct mmv_ctx *ctx, struct mmuvisor_access *a)
 		kunmap_local(kaddr);
 		/* Core mm treats device-exclusive entries as clean. */
 		if (a->op != MMUVISOR_ACCESS_READ)
-			folio_mark_dirty(page_folio(rec->page));
+			folio_mark_dirty(page_folio(page));
+		break;
+	default:	/* never converted, or RELEASEd */
+		ret = -ENOENT;
 	}
-	spin_unlock(&ctx->dev_lock);
+	mmv_dev_unlock(ctx);
 	return ret;
 }
 
-#define MMV_QUERY_CHUNK 64
+/* Records copied out per device-lock hold. */
+#define MMV_BATCH 64
 
-int mmv_query(struct mmv_ctx *ctx, struct mmuvisor_query *q)
+int mmv_query(struct mmv_ctx *ctx, struct mmuvisor_query *q, bool show_pfn)
 {
 	struct mmuvisor_page_state *buf;
 	struct mmuvisor_page_state __user *out = u64_to_user_ptr(q->states);
-	unsigned long idx = 0, base;
-	struct mmv_page *rec;
+	unsigned long base;
 	u64 done = 0;
-	int ret = mmv_check_range(ctx, q->addr, q->npages);
+	void *e;
+	int ret;
 
+	if (q->flags || q->reserved0 || q->reserved1)
+		return -EINVAL;
+	ret = mmv_check_range(ctx, q->addr, q->npages);
 	if (ret)
 		return ret;
-	buf = kmalloc_array(MMV_QUERY_CHUNK, sizeof(*buf), GFP_KERNEL);
+	buf = kmalloc_array(MMV_BATCH, sizeof(*buf), GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
 	base = mmv_index(ctx, q->addr);
 	q->held = 0;
 	while (done < q->npages) {
-		u64 n = min_t(u64, q->npages - done, MMV_QUERY_CHUNK);
-		u64 i;
+		u64 n = min_t(u64, q->npages - done, MMV_BATCH);
+		XA_STATE(xas, &ctx->pages, base + done);
 
-		memset(buf, 0, n * sizeof(*buf));
-		spin_lock(&ctx->dev_lock);
-		xa_for_each_range(&ctx->pages, idx, rec, base + done,
-				  base + done + n - 1) {
-			struct mmuvisor_page_state *s = &buf[idx - base - done];
-
-			s->state = rec->state;
-			s->revocations = rec->revocations;
-			if (rec->state == MMUVISOR_PAGE_HELD)
-				s->pfn = page_to_pfn(rec->page);
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
 		}
-		spin_unlock(&ctx->dev_lock);
-		for (i = 0; i < n; i++)
-			q->held += buf[i].state == MMUVISOR_PAGE_HELD;
+		memset(buf, 0, n * sizeof(*buf));
+		mmv_dev_lock(ctx);
+		xas_for_each(&xas, e, base + done + n - 1) {
+			struct mmuvisor_page_state *s = &buf[xas.xa_index - base - done];
+
+			if (!xa_is_value(e))
+				continue;
+			s->state = mmv_rec_state(e);
+			s->revocations = mmv_rec_revs(e);
+			if (s->state == MMUVISOR_PAGE_HELD) {
+				q->held++;
+				if (show_pfn)
+					s->pfn = mmv_rec_pfn(e);
+			}
+		}
+		mmv_dev_unlock(ctx);
 		if (copy_to_user(out + done, buf, n * sizeof(*buf))) {
 			ret = -EFAULT;
 			break;
@@ -389,25 +472,34 @@ int mmv_query(struct mmv_ctx *ctx, struct mmuvisor_query *q)
 	return ret;
 }
 
+/* Drops the held pages of the range, MMV_BATCH per device-lock hold. */
 int mmv_release_range(struct mmv_ctx *ctx, struct mmuvisor_range *r)
 {
-	unsigned long idx, first;
-	struct mmv_page *rec;
+	unsigned long first, last;
 	int ret = mmv_check_range(ctx, r->addr, r->npages);
+	XA_STATE(xas, &ctx->pages, 0);
+	unsigned int batch = 0;
+	void *e;
 
 	if (ret)
 		return ret;
 	first = mmv_index(ctx, r->addr);
+	last = first + r->npages - 1;
 	r->count = 0;
-	spin_lock(&ctx->dev_lock);
-	xa_for_each_range(&ctx->pages, idx, rec, first, first + r->npages - 1) {
-		if (rec->state != MMUVISOR_PAGE_HELD)
-			continue;
-		rec->state = MMUVISOR_PAGE_RELEASED;
-		rec->page = NULL;
+	xas_set(&xas, first);
+	mmv_dev_lock(ctx);
+	xas_for_each_marked(&xas, e, last, MMV_HELD) {
+		xas_store(&xas, mmv_rec(MMUVISOR_PAGE_RELEASED, mmv_rec_revs(e), 0));
+		xas_clear_mark(&xas, MMV_HELD);
 		ctx->pages_held--;
 		r->count++;
+		if (++batch % MMV_BATCH == 0) {
+			xas_pause(&xas);
+			mmv_dev_unlock(ctx);
+			cond_resched();
+			mmv_dev_lock(ctx);
+		}
 	}
-	spin_unlock(&ctx->dev_lock);
+	mmv_dev_unlock(ctx);
 	return 0;
 }

@@ -8,36 +8,31 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/sched.h>
+#include <linux/capability.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include "mmv.h"
 
 static_assert(sizeof(struct mmuvisor_version) == 32);
-static_assert(sizeof(struct mmuvisor_attach) == 16);
+static_assert(sizeof(struct mmuvisor_attach) == 32);
 static_assert(sizeof(struct mmuvisor_range) == 32);
 static_assert(sizeof(struct mmuvisor_access) == 32);
 static_assert(sizeof(struct mmuvisor_page_state) == 16);
-static_assert(sizeof(struct mmuvisor_query) == 32);
+static_assert(sizeof(struct mmuvisor_query) == 48);
 static_assert(sizeof(struct mmuvisor_stats) == 96);
 static_assert(sizeof(struct mmuvisor_event) == 48);
 static_assert((MMUVISOR_RING_CAPACITY & (MMUVISOR_RING_CAPACITY - 1)) == 0);
 
 static int mmv_open(struct inode *inode, struct file *file)
 {
-	struct mmv_ctx *ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
-	int ret;
+	struct mmv_ctx *ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
 
 	if (!ctx)
 		return -ENOMEM;
 	init_rwsem(&ctx->attach_sem);
-	spin_lock_init(&ctx->dev_lock);
-	xa_init(&ctx->pages);
-	ret = mmv_events_init(ctx);
-	if (ret) {
-		kfree(ctx);
-		return ret;
-	}
+	xa_init_flags(&ctx->pages, XA_FLAGS_ACCOUNT);
+	mmv_events_init(ctx);
 	file->private_data = ctx;
 	return 0;
 }
@@ -48,6 +43,7 @@ static void mmv_detach_locked(struct mmv_ctx *ctx)
 	/* Waits for running callbacks; drops the notifier's mmgrab. */
 	mmu_interval_notifier_remove(&ctx->notifier);
 	mmv_free_pages(ctx);
+	mmv_events_detach(ctx);
 	ctx->attached = false;
 	ctx->mm = NULL;
 	ctx->start = ctx->end = 0;
@@ -66,6 +62,8 @@ static int mmv_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+#define MMV_ATTACH_FLAGS (MMUVISOR_ATTACH_OMIT_OWN | MMUVISOR_ATTACH_COALESCE_OWN)
+
 static int mmv_attach(struct mmv_ctx *ctx, const struct mmuvisor_attach *a)
 {
 	int ret;
@@ -73,14 +71,21 @@ static int mmv_attach(struct mmv_ctx *ctx, const struct mmuvisor_attach *a)
 	if (!a->length || !PAGE_ALIGNED(a->start) || !PAGE_ALIGNED(a->length) ||
 	    a->start + a->length < a->start || a->start + a->length > TASK_SIZE)
 		return -EINVAL;
+	if ((a->flags & ~MMV_ATTACH_FLAGS) || a->reserved0 || a->reserved1 ||
+	    (a->flags & MMV_ATTACH_FLAGS) == MMV_ATTACH_FLAGS)
+		return -EINVAL;
 	if (!current->mm)
 		return -EINVAL;
 
-	down_write(&ctx->attach_sem);
+	if (down_write_killable(&ctx->attach_sem))
+		return -EINTR;
 	if (ctx->attached) {
 		ret = -EBUSY;
 		goto out;
 	}
+	ret = mmv_events_attach(ctx, a->flags);
+	if (ret)
+		goto out;
 	ctx->start = a->start;
 	ctx->end = a->start + a->length;
 	ctx->mm = current->mm;
@@ -102,7 +107,9 @@ static int mmv_detach(struct mmv_ctx *ctx)
 {
 	int ret = 0;
 
-	down_write(&ctx->attach_sem);
+	/* Killable: a long MAKE_EXCLUSIVE gives way, but may take a while. */
+	if (down_write_killable(&ctx->attach_sem))
+		return -EINTR;
 	if (!ctx->attached)
 		ret = -ENOTCONN;
 	else if (current->mm != ctx->mm)
@@ -113,22 +120,24 @@ static int mmv_detach(struct mmv_ctx *ctx)
 	return ret;
 }
 
-static void mmv_stats(struct mmv_ctx *ctx, struct mmuvisor_stats *st)
+static int mmv_stats(struct mmv_ctx *ctx, struct mmuvisor_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	down_read(&ctx->attach_sem);
+	if (down_read_killable(&ctx->attach_sem))
+		return -EINTR;
 	if (ctx->attached) {
 		st->attach_start = ctx->start;
 		st->attach_length = ctx->end - ctx->start;
 	}
-	spin_lock(&ctx->dev_lock);
+	mmv_dev_lock(ctx);
 	st->conversions = ctx->conversions;
 	st->revocations = ctx->revocations;
 	st->retries = ctx->retries;
 	st->pages_held = ctx->pages_held;
-	spin_unlock(&ctx->dev_lock);
+	mmv_dev_unlock(ctx);
 	up_read(&ctx->attach_sem);
 	mmv_events_stats(ctx, st);
+	return 0;
 }
 
 static void mmv_version(struct mmuvisor_version *v)
@@ -147,9 +156,10 @@ static void mmv_version(struct mmuvisor_version *v)
 }
 
 /* The ioctls that work on the attached range, under attach_sem (read). */
-static long mmv_ioctl_attached(struct mmv_ctx *ctx, unsigned int cmd,
+static long mmv_ioctl_attached(struct file *file, unsigned int cmd,
 			       void __user *uarg)
 {
+	struct mmv_ctx *ctx = file->private_data;
 	union {
 		struct mmuvisor_range range;
 		struct mmuvisor_access access;
@@ -160,8 +170,12 @@ static long mmv_ioctl_attached(struct mmv_ctx *ctx, unsigned int cmd,
 
 	if (copy_from_user(&u, uarg, size))
 		return -EFAULT;
+	if (cmd == MMUVISOR_IOC_DEVICE_ACCESS && u.access.op != MMUVISOR_ACCESS_READ &&
+	    !(file->f_mode & FMODE_WRITE))
+		return -EBADF;
 
-	down_read(&ctx->attach_sem);
+	if (down_read_killable(&ctx->attach_sem))
+		return -EINTR;
 	if (!ctx->attached) {
 		ret = -ENOTCONN;
 		goto out;
@@ -181,14 +195,18 @@ static long mmv_ioctl_attached(struct mmv_ctx *ctx, unsigned int cmd,
 		ret = mmv_device_access(ctx, &u.access);
 		break;
 	case MMUVISOR_IOC_QUERY:
-		ret = mmv_query(ctx, &u.query);
+		/* Raw PFNs only for the privileged, as /proc/pid/pagemap. */
+		ret = mmv_query(ctx, &u.query,
+				file_ns_capable(file, &init_user_ns, CAP_SYS_ADMIN));
 		break;
 	default:
 		ret = -ENOTTY;
 	}
 out:
 	up_read(&ctx->attach_sem);
-	if (!ret && copy_to_user(uarg, &u, size))
+	/* MAKE_EXCLUSIVE reports its progress (count) on error too. */
+	if ((!ret || (cmd == MMUVISOR_IOC_MAKE_EXCLUSIVE && ret != -ENOTCONN &&
+		      ret != -EPERM)) && copy_to_user(uarg, &u, size))
 		ret = -EFAULT;
 	return ret;
 }
@@ -197,6 +215,16 @@ static long mmv_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct mmv_ctx *ctx = file->private_data;
 	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case MMUVISOR_IOC_ATTACH:
+	case MMUVISOR_IOC_DETACH:
+	case MMUVISOR_IOC_MAKE_EXCLUSIVE:
+	case MMUVISOR_IOC_RELEASE:
+		/* They change the device: a file opened for writing only. */
+		if (!(file->f_mode & FMODE_WRITE))
+			return -EBADF;
+	}
 
 	switch (cmd) {
 	case MMUVISOR_IOC_VERSION: {
@@ -216,15 +244,17 @@ static long mmv_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return mmv_detach(ctx);
 	case MMUVISOR_IOC_STATS: {
 		struct mmuvisor_stats st;
+		int ret = mmv_stats(ctx, &st);
 
-		mmv_stats(ctx, &st);
+		if (ret)
+			return ret;
 		return copy_to_user(uarg, &st, sizeof(st)) ? -EFAULT : 0;
 	}
 	case MMUVISOR_IOC_MAKE_EXCLUSIVE:
 	case MMUVISOR_IOC_RELEASE:
 	case MMUVISOR_IOC_DEVICE_ACCESS:
 	case MMUVISOR_IOC_QUERY:
-		return mmv_ioctl_attached(ctx, cmd, uarg);
+		return mmv_ioctl_attached(file, cmd, uarg);
 	}
 	return -ENOTTY;
 }

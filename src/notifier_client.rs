@@ -93,6 +93,9 @@ pub enum NotifierEventKind {
     Release,
     Migrate,
     Exclusive,
+    /// A kind the ABI does not name, or (`Other(EV_OVERFLOW)`) no
+    /// invalidation but the record of lost ones: see
+    /// [`NotifierEvent::is_overflow`].
     Other(u32),
 }
 
@@ -123,6 +126,7 @@ impl std::fmt::Display for NotifierEventKind {
             Self::Release => f.write_str("RELEASE"),
             Self::Migrate => f.write_str("MIGRATE"),
             Self::Exclusive => f.write_str("EXCLUSIVE"),
+            Self::Other(EV_OVERFLOW) => f.write_str("OVERFLOW"),
             Self::Other(v) => write!(f, "OTHER({v})"),
         }
     }
@@ -146,6 +150,17 @@ pub struct NotifierEvent {
     pub blockable: bool,
     /// Device mappings this invalidation revoked.
     pub revoked: u32,
+    /// Invalidations this record stands for (seq .. seq + count): 1, more
+    /// for coalesced own conversions; for `Overflow`, the records lost.
+    pub count: u32,
+}
+
+impl NotifierEvent {
+    /// Not an invalidation: the ring was full and `count` records (seq ..
+    /// seq + count) were lost.
+    pub fn is_overflow(&self) -> bool {
+        self.kind == NotifierEventKind::Other(EV_OVERFLOW)
+    }
 }
 
 impl From<&mmuvisor_event> for NotifierEvent {
@@ -160,6 +175,7 @@ impl From<&mmuvisor_event> for NotifierEvent {
             owner_set: e.flags & EVENT_F_OWNER_SET != 0,
             blockable: e.flags & EVENT_F_BLOCKABLE != 0,
             revoked: e.revoked,
+            count: e.count,
         }
     }
 }
@@ -184,7 +200,8 @@ pub struct PageState {
     pub hold: Hold,
     /// Revocations of this page since attach.
     pub revocations: u32,
-    /// The PFN the device maps while `Held`, else 0.
+    /// The PFN the device maps while `Held`, else 0; always 0 unless the
+    /// file was opened with CAP_SYS_ADMIN.
     pub pfn: u64,
 }
 
@@ -226,6 +243,37 @@ pub enum Access {
 
 /// Counters of one device context.
 pub type Stats = mmuvisor_stats;
+
+/// What the event stream carries of the device's own conversions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OwnEvents {
+    /// One record per conversion.
+    #[default]
+    Each,
+    /// Left out.
+    Omit,
+    /// Adjacent ones merged into one record (its `count` says how many).
+    Coalesce,
+}
+
+/// What poll() says about the event stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    pub readable: bool,
+    /// An OVERFLOW record (lost events) waits to be read.
+    pub overflow: bool,
+    /// End of the stream: detached or the address space is gone, ring empty.
+    pub hangup: bool,
+}
+
+/// The outcome of a `make_exclusive` call that may stop part way.
+#[derive(Debug)]
+pub struct Conversion {
+    /// Pages converted by this call, also when it failed part way.
+    pub count: u64,
+    /// Why it stopped before the end, if it failed.
+    pub error: Option<Error>,
+}
 
 /// One simulated device: an open file of `/dev/mmuvisor`.
 #[derive(Debug)]
@@ -342,7 +390,23 @@ impl NotifierClient {
     /// Registers the device's interval notifier on `[start, start + len)` of
     /// this process (page aligned): the guest memory it may convert.
     pub fn attach(&self, start: u64, len: u64) -> Result<()> {
-        let a = mmuvisor_attach { start, length: len };
+        self.attach_with(start, len, OwnEvents::Each)
+    }
+
+    /// As [`Self::attach`], choosing what the stream carries of the
+    /// device's own conversions.
+    pub fn attach_with(&self, start: u64, len: u64, own: OwnEvents) -> Result<()> {
+        let flags = match own {
+            OwnEvents::Each => 0,
+            OwnEvents::Omit => ATTACH_OMIT_OWN,
+            OwnEvents::Coalesce => ATTACH_COALESCE_OWN,
+        };
+        let a = mmuvisor_attach {
+            start,
+            length: len,
+            flags,
+            ..Default::default()
+        };
         // SAFETY: ATTACH reads one mmuvisor_attach from the valid &a.
         let ret = unsafe { ioctl_with_ref(&self.file, MMUVISOR_IOC_ATTACH(), &a) };
         ioctl_result("ATTACH", ret)
@@ -377,8 +441,10 @@ impl NotifierClient {
 
     /// Makes `npages` pages from `addr` device-exclusive, owned by this
     /// device, and maps them in the device. Returns how many it converted
-    /// (pages it already held are skipped). On error, the pages converted
-    /// before the failing one stay held (see [`Self::query`]).
+    /// (pages it already held are skipped): fewer than asked, without
+    /// error, when a signal or a DETACH stopped it. On error, the pages
+    /// converted before the failing one stay held (see [`Self::query`],
+    /// and [`Self::convert`] for the count).
     pub fn make_exclusive(&self, addr: u64, npages: u64) -> Result<u64> {
         self.range_op(
             "MAKE_EXCLUSIVE",
@@ -386,6 +452,33 @@ impl NotifierClient {
             addr,
             npages,
         )
+    }
+
+    /// As [`Self::make_exclusive`], with the progress also on error.
+    pub fn convert(&self, addr: u64, npages: u64) -> Conversion {
+        if npages > MAX_NPAGES {
+            let error = Error::TooManyPages {
+                op: "MAKE_EXCLUSIVE",
+                npages,
+                max: MAX_NPAGES,
+            };
+            return Conversion {
+                count: 0,
+                error: Some(error),
+            };
+        }
+        let mut r = mmuvisor_range {
+            addr,
+            npages,
+            ..Default::default()
+        };
+        // SAFETY: MAKE_EXCLUSIVE reads and writes one mmuvisor_range through
+        // the valid &mut r.
+        let ret = unsafe { ioctl_with_mut_ref(&self.file, MMUVISOR_IOC_MAKE_EXCLUSIVE(), &mut r) };
+        Conversion {
+            count: r.count,
+            error: ioctl_result("MAKE_EXCLUSIVE", ret).err(),
+        }
     }
 
     /// Drops the device's mappings of the range; returns how many it held.
@@ -434,7 +527,7 @@ impl NotifierClient {
             addr,
             npages,
             states: states.as_mut_ptr() as u64,
-            held: 0,
+            ..Default::default()
         };
         // SAFETY: QUERY reads/writes the valid &mut q and writes q.npages
         // records into `states`, which holds exactly that many.
@@ -474,6 +567,28 @@ impl NotifierClient {
             }
         }
         self.read_events()
+    }
+
+    /// Waits up to `timeout` for the stream to become ready; says what
+    /// poll() reported: records queued, an unread OVERFLOW record, end of
+    /// the stream (detached or the address space gone, nothing left).
+    pub fn poll_events(&self, timeout: Duration) -> Result<Readiness> {
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLPRI,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: pfd is one valid pollfd.
+        let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if ret < 0 {
+            return Err(Error::Poll(io::Error::last_os_error()));
+        }
+        Ok(Readiness {
+            readable: pfd.revents & libc::POLLIN != 0,
+            overflow: pfd.revents & libc::POLLPRI != 0,
+            hangup: pfd.revents & libc::POLLHUP != 0,
+        })
     }
 
     /// An event-manager subscriber that hands every event of this device to

@@ -41,17 +41,17 @@ pub enum Error {
 }
 
 /// Anonymous private memory, populated, 4 KiB pages (no THP).
-pub(crate) struct AnonRegion {
+pub struct AnonRegion {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 impl AnonRegion {
-    pub(crate) fn new(len: usize) -> Result<Self, Error> {
+    pub fn new(len: usize) -> Result<Self, Error> {
         Self::with_flags(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)
     }
 
-    pub(crate) fn with_flags(len: usize, prot: i32, flags: i32) -> Result<Self, Error> {
+    pub fn with_flags(len: usize, prot: i32, flags: i32) -> Result<Self, Error> {
         // SAFETY: a fresh anonymous mapping; the kernel picks the address.
         let ptr = unsafe {
             libc::mmap(
@@ -71,16 +71,20 @@ impl AnonRegion {
         Ok(AnonRegion { ptr, len })
     }
 
-    pub(crate) fn addr(&self) -> u64 {
+    pub fn addr(&self) -> u64 {
         self.ptr as u64
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Writes a distinct value to the first word of every page.
-    pub(crate) fn populate(&self) {
+    pub fn populate(&self) {
         for i in 0..self.len / PAGE {
             // SAFETY: i * PAGE < len: an aligned u64 inside our writable mapping.
             unsafe {

@@ -11,6 +11,11 @@ pub const RING_CAPACITY: u32 = 4096;
 pub const FEAT_EXCLUSIVE: u32 = 1 << 0;
 pub const FEAT_RANGE_API: u32 = 1 << 1;
 
+pub const ATTACH_OMIT_OWN: u32 = 1 << 0;
+pub const ATTACH_COALESCE_OWN: u32 = 1 << 1;
+
+pub const MAX_REVOCATIONS: u32 = (1 << 21) - 1;
+
 pub const ACCESS_READ: u32 = 0;
 pub const ACCESS_WRITE: u32 = 1;
 pub const ACCESS_ADD: u32 = 2;
@@ -29,6 +34,7 @@ pub const EV_RELEASE: u32 = 5;
 pub const EV_MIGRATE: u32 = 6;
 pub const EV_EXCLUSIVE: u32 = 7;
 pub const EV_OTHER: u32 = 255;
+pub const EV_OVERFLOW: u32 = 256;
 
 pub const EVENT_F_OWNER_SELF: u32 = 1 << 0;
 pub const EVENT_F_BLOCKABLE: u32 = 1 << 1;
@@ -52,6 +58,9 @@ pub struct mmuvisor_version {
 pub struct mmuvisor_attach {
     pub start: u64,
     pub length: u64,
+    pub flags: u32,
+    pub reserved0: u32,
+    pub reserved1: u64,
 }
 
 #[repr(C)]
@@ -88,6 +97,9 @@ pub struct mmuvisor_query {
     pub npages: u64,
     pub states: u64,
     pub held: u64,
+    pub flags: u32,
+    pub reserved0: u32,
+    pub reserved1: u64,
 }
 
 #[repr(C)]
@@ -102,7 +114,8 @@ pub struct mmuvisor_stats {
     pub pages_held: u64,
     pub attach_start: u64,
     pub attach_length: u64,
-    pub reserved: [u64; 3],
+    pub revoke_max_ns: u64,
+    pub reserved: [u64; 2],
 }
 
 #[repr(C)]
@@ -115,16 +128,16 @@ pub struct mmuvisor_event {
     pub event: u32,
     pub flags: u32,
     pub revoked: u32,
-    pub reserved: u32,
+    pub count: u32,
 }
 
 // The header's layouts (also static_assert-ed in kmod/mmv_main.c).
 const _: () = assert!(size_of::<mmuvisor_version>() == 32);
-const _: () = assert!(size_of::<mmuvisor_attach>() == 16);
+const _: () = assert!(size_of::<mmuvisor_attach>() == 32);
 const _: () = assert!(size_of::<mmuvisor_range>() == 32);
 const _: () = assert!(size_of::<mmuvisor_access>() == 32);
 const _: () = assert!(size_of::<mmuvisor_page_state>() == 16);
-const _: () = assert!(size_of::<mmuvisor_query>() == 32);
+const _: () = assert!(size_of::<mmuvisor_query>() == 48);
 const _: () = assert!(size_of::<mmuvisor_stats>() == 96);
 const _: () = assert!(size_of::<mmuvisor_event>() == 48);
 
@@ -145,12 +158,149 @@ mod tests {
     fn ioctl_numbers_match_the_header() {
         // _IOR(0xBC, 0, 32 bytes) etc., as the C preprocessor computes them.
         assert_eq!(MMUVISOR_IOC_VERSION(), 0x8020_bc00);
-        assert_eq!(MMUVISOR_IOC_ATTACH(), 0x4010_bc01);
+        assert_eq!(MMUVISOR_IOC_ATTACH(), 0x4020_bc01);
         assert_eq!(MMUVISOR_IOC_DETACH(), 0x0000_bc02);
         assert_eq!(MMUVISOR_IOC_MAKE_EXCLUSIVE(), 0xc020_bc03);
         assert_eq!(MMUVISOR_IOC_DEVICE_ACCESS(), 0xc020_bc04);
-        assert_eq!(MMUVISOR_IOC_QUERY(), 0xc020_bc05);
+        assert_eq!(MMUVISOR_IOC_QUERY(), 0xc030_bc05);
         assert_eq!(MMUVISOR_IOC_RELEASE(), 0xc020_bc06);
         assert_eq!(MMUVISOR_IOC_STATS(), 0x8060_bc07);
+    }
+
+    /// Field name -> (offset, size) of `struct name` in the C header.
+    fn c_layout(name: &str) -> Vec<(String, usize, usize)> {
+        let header = include_str!("../../kmod/include/uapi/linux/mmuvisor.h");
+        let open = format!("struct {name} {{");
+        let body = header
+            .split(&open)
+            .nth(1)
+            .and_then(|b| b.split("};").next())
+            .unwrap_or_else(|| panic!("no {open} in the header"));
+        let mut off: usize = 0;
+        let mut fields = Vec::new();
+        for line in body.lines() {
+            let line = line.trim();
+            let size: usize = if line.starts_with("__u64 ") {
+                8
+            } else if line.starts_with("__u32 ") {
+                4
+            } else {
+                continue;
+            };
+            let decl = line[6..].split(';').next().unwrap_or_default().trim();
+            let (field, n) = match decl.split_once('[') {
+                Some((f, rest)) => (
+                    f,
+                    rest.trim_end_matches(']')
+                        .parse::<usize>()
+                        .expect("array len"),
+                ),
+                None => (decl, 1),
+            };
+            off = off.next_multiple_of(size);
+            fields.push((field.to_string(), off, size * n));
+            off += size * n;
+        }
+        fields
+    }
+
+    macro_rules! same_layout {
+        ($t:ident { $($f:ident),* $(,)? }) => {{
+            let c = c_layout(stringify!($t));
+            let rust: Vec<(String, usize)> =
+                vec![$((stringify!($f).to_string(), std::mem::offset_of!($t, $f))),*];
+            let c_names: Vec<(String, usize)> = c.iter().map(|(n, o, _)| (n.clone(), *o)).collect();
+            assert_eq!(rust, c_names, "struct {} differs from the header", stringify!($t));
+            let end = c.last().map(|(_, o, s)| o + s).unwrap_or(0);
+            assert_eq!(size_of::<$t>(), end.next_multiple_of(8), "size of {}", stringify!($t));
+        }};
+    }
+
+    #[test]
+    fn structs_match_the_header_field_by_field() {
+        same_layout!(mmuvisor_version {
+            abi_version,
+            features,
+            event_size,
+            page_state_size,
+            ring_capacity,
+            max_npages,
+            kernel_version,
+            reserved
+        });
+        same_layout!(mmuvisor_attach {
+            start,
+            length,
+            flags,
+            reserved0,
+            reserved1
+        });
+        same_layout!(mmuvisor_range {
+            addr,
+            npages,
+            count,
+            reserved
+        });
+        same_layout!(mmuvisor_access {
+            addr,
+            op,
+            flags,
+            value,
+            old
+        });
+        same_layout!(mmuvisor_page_state {
+            pfn,
+            state,
+            revocations
+        });
+        same_layout!(mmuvisor_query {
+            addr,
+            npages,
+            states,
+            held,
+            flags,
+            reserved0,
+            reserved1
+        });
+        same_layout!(mmuvisor_stats {
+            events_seen,
+            events_dropped,
+            events_queued,
+            conversions,
+            revocations,
+            retries,
+            pages_held,
+            attach_start,
+            attach_length,
+            revoke_max_ns,
+            reserved
+        });
+        same_layout!(mmuvisor_event {
+            seq,
+            time_ns,
+            start,
+            end,
+            event,
+            flags,
+            revoked,
+            count
+        });
+    }
+
+    #[test]
+    fn constants_match_the_header() {
+        let header = include_str!("../../kmod/include/uapi/linux/mmuvisor.h");
+        let define = |name: &str| -> String {
+            header
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("#define MMUVISOR_{name}")))
+                .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+                .unwrap_or_else(|| panic!("no MMUVISOR_{name}"))
+        };
+        assert_eq!(define("ABI_VERSION"), ABI_VERSION.to_string());
+        assert_eq!(define("EV_OVERFLOW"), EV_OVERFLOW.to_string());
+        assert_eq!(define("EV_OTHER"), EV_OTHER.to_string());
+        assert_eq!(define("PAGE_RELEASED"), PAGE_RELEASED.to_string());
+        assert_eq!(MAX_REVOCATIONS, (1 << 21) - 1);
     }
 }

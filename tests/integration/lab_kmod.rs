@@ -1,56 +1,42 @@
-//! The helper module's tests (src/notifier_client/tests.rs) inside the lab:
-//! on the debug kernel (lockdep, DEBUG_VM) and on 7.2 and 6.12, with the
-//! module loaded. Any WARNING, BUG or lockdep report in dmesg fails the run.
+//! The helper module's tests (kmod_*.rs, in this binary) inside the lab,
+//! with the module loaded: on the debug kernel (lockdep, DEBUG_VM, the
+//! fuzz for 60 s), on 7.2 and on 6.12, and with the module built for its
+//! other API paths (MMUVISOR_API=range and none, see kmod/README.md). Any
+//! WARNING, BUG or lockdep report in dmesg fails the run; the dmesg check
+//! is first shown to catch a planted WARNING. rmmod must be refused while
+//! a file is open and succeed after.
 
 use crate::lab::{lab_enabled, lab_run};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// The library's unit-test binary beside this integration test binary
-/// (target/<profile>/deps/mmuvisor-<hash>; the binary's own unit tests use
-/// the same prefix): the newest one that lists the module's tests.
-fn lib_test_binary() -> PathBuf {
+/// Kernel complaints: lockdep's reports start with "WARNING: possible ...
+/// locking" or "WARNING: inconsistent lock state"; its banner at boot does
+/// not count.
+const DMESG_BAD: &str =
+    "WARNING:|BUG:|BUG |suspicious RCU usage|INFO: task .* blocked|Oops|general protection fault|UBSAN";
+
+fn suite_script(filter: &str, fuzz_secs: u32) -> String {
     let me = std::env::current_exe().expect("no test binary path");
-    let deps = me.parent().expect("no deps folder");
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(deps)
-        .expect("cannot list deps")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            name.starts_with("mmuvisor-") && !name.contains('.')
-        })
-        .filter(|p| {
-            std::process::Command::new(p)
-                .arg("--list")
-                .output()
-                .is_ok_and(|o| {
-                    String::from_utf8_lossy(&o.stdout).contains("notifier_client::tests::lab_")
-                })
-        })
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .map(|(_, p)| p)
-        .expect("build the library tests first (cargo test builds them)")
+    format!(
+        "check() {{ dmesg | grep -E '{DMESG_BAD}'; }}\n\
+         test -c /dev/mmuvisor || {{ echo 'no /dev/mmuvisor in the lab'; exit 98; }}\n\
+         check && {{ echo 'kernel complained before the tests'; exit 99; }}\n\
+         echo 'WARNING: planted by lab_kmod.rs' > /dev/kmsg\n\
+         check >/dev/null || {{ echo 'the dmesg check missed a planted WARNING'; exit 95; }}\n\
+         dmesg -C\n\
+         exec 3</dev/mmuvisor\n\
+         rmmod mmuvisor 2>/dev/null && {{ echo 'rmmod succeeded while a file was open'; exit 97; }}\n\
+         exec 3<&-\n\
+         MMUVISOR_FUZZ_SECS={fuzz_secs} {} {filter} --test-threads=1 --show-output; rc=$?\n\
+         check && {{ echo 'kernel complained (dmesg above)'; exit 99; }}\n\
+         rmmod mmuvisor || {{ echo 'rmmod failed after the tests'; exit 96; }}\n\
+         exit $rc\n",
+        me.display()
+    )
 }
 
-/// Fails on kernel complaints, whatever the tests said.
-/// Lockdep's reports start with "WARNING: possible ... locking" or
-/// "WARNING: inconsistent lock state"; its banner at boot does not count.
-const DMESG_CHECK: &str = "dmesg | grep -E 'WARNING:|BUG:|BUG |suspicious RCU usage|INFO: task .* blocked|Oops|general protection fault|UBSAN' && exit 99";
-
-fn kmod_suite(lab_args: &[&str]) {
-    let bin = lib_test_binary();
-    let script = format!(
-        "test -c /dev/mmuvisor || {{ echo 'no /dev/mmuvisor in the lab'; exit 98; }}; \
-         {} notifier_client --test-threads=1; rc=$?; {DMESG_CHECK}; exit $rc",
-        bin.display()
-    );
-    let out = lab_run(lab_args, &["sh", "-c", &script]);
+fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
+    let out = lab_run(lab_args, &["sh", "-c", &suite_script(filter, fuzz_secs)]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         !text.contains("# SKIP no /dev/mmuvisor"),
@@ -63,7 +49,7 @@ fn kmod_suite(lab_args: &[&str]) {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "module tests failed or the kernel complained (99)"
+        "module tests failed, the kernel complained (99) or rmmod misbehaved (96, 97)"
     );
 }
 
@@ -74,7 +60,7 @@ fn kmod_suite(lab_args: &[&str]) {
 )]
 fn lab_kmod_tests_on_the_debug_kernel() {
     if lab_enabled() {
-        kmod_suite(&["--flavour", "debug"]);
+        kmod_suite(&["--flavour", "debug"], "kmod_", 60);
     }
 }
 
@@ -85,7 +71,7 @@ fn lab_kmod_tests_on_the_debug_kernel() {
 )]
 fn lab_kmod_tests_on_7_2() {
     if lab_enabled() {
-        kmod_suite(&[]);
+        kmod_suite(&[], "kmod_", 5);
     }
 }
 
@@ -96,6 +82,71 @@ fn lab_kmod_tests_on_7_2() {
 )]
 fn lab_kmod_tests_on_6_12() {
     if lab_enabled() {
-        kmod_suite(&["--version", "6.12"]);
+        kmod_suite(&["--version", "6.12"], "kmod_", 5);
+    }
+}
+
+/// A copy of kmod/ whose Kbuild builds the MMUVISOR_API=`api` path, for
+/// `lab run` through MMUVISOR_KMOD_DIR.
+fn kmod_variant(api: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("kmod");
+    let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kmod-{api}"));
+    let _ = std::fs::remove_dir_all(&dst);
+    copy_tree(&src, &dst);
+    let kbuild = dst.join("Kbuild");
+    let text = std::fs::read_to_string(&kbuild).expect("Kbuild");
+    std::fs::write(&kbuild, format!("MMUVISOR_API := {api}\n{text}")).expect("write Kbuild");
+    dst
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).expect("copy");
+        }
+    }
+}
+
+fn variant_suite(api: &str) {
+    let dir = kmod_variant(api);
+    // Tests run with --test-threads=1 (scripts/test.sh): no other lab run
+    // reads this meanwhile.
+    std::env::set_var("MMUVISOR_KMOD_DIR", &dir);
+    let script = format!(
+        "dmesg | grep -q 'mmuvisor: /dev/mmuvisor ready.*{}' || {{ echo 'not the {api} build'; exit 94; }}\n{}",
+        if api == "range" {
+            "make_device_exclusive_range"
+        } else {
+            "no device-exclusive support"
+        },
+        suite_script("kmod_", 5)
+    );
+    let out = lab_run(&[], &["sh", "-c", &script]);
+    std::env::remove_var("MMUVISOR_KMOD_DIR");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("test result: ok"),
+        "module tests did not pass"
+    );
+    assert_eq!(out.status.code(), Some(0), "{api} build failed in the lab");
+}
+
+/// The pre-6.15 path over its test shim, on 7.2.
+#[test]
+fn lab_kmod_tests_range_api_build() {
+    if lab_enabled() {
+        variant_suite("range");
+    }
+}
+
+/// The path of a kernel without DEVICE_PRIVATE, on 7.2.
+#[test]
+fn lab_kmod_tests_none_api_build() {
+    if lab_enabled() {
+        variant_suite("none");
     }
 }

@@ -3,6 +3,12 @@
 mod drill_baseline;
 mod drill_ktap;
 mod drill_secondary_mmu;
+mod kmod_basic;
+mod kmod_bounds;
+mod kmod_calls;
+mod kmod_events;
+mod kmod_fuzz;
+mod kmod_util;
 mod lab;
 mod lab_drills;
 mod lab_installed;

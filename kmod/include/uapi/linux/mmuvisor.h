@@ -16,19 +16,28 @@
  * errno values (every ioctl):
  *   ENOTTY     unknown ioctl number (or structure size mismatch)
  *   EINVAL     bad argument: unaligned address, zero or overflowing range,
- *              unknown op, non-zero reserved/flags field
+ *              unknown op, unknown flag, non-zero reserved field
+ *   EBADF      ATTACH, DETACH, MAKE_EXCLUSIVE, RELEASE, DEVICE_ACCESS
+ *              WRITE/ADD on a file not opened for writing
  *   E2BIG      npages > MMUVISOR_MAX_NPAGES
  *   ERANGE     range not inside the attached range
  *   ENOTCONN   context not attached (ATTACH first)
  *   EBUSY      ATTACH on an attached context; MAKE_EXCLUSIVE could not
- *              install a page before the retry timeout (1 s per page)
+ *              install a page before the retry timeout (1 s per page of
+ *              invalidation races)
  *   EPERM      caller's address space is not the attached one (e.g. a
  *              forked child using the inherited file)
  *   EOPNOTSUPP MAKE_EXCLUSIVE: kernel built without CONFIG_DEVICE_PRIVATE, or
- *              the memory is shared, file-backed or hugetlb
+ *              the memory is shared, file-backed or hugetlb, or (range API,
+ *              kernels before 6.15) the page belongs to a large folio (THP,
+ *              mTHP): that API refuses its tail pages and converts the whole
+ *              folio for its head, so the module refuses both at once
  *   EACCES     MAKE_EXCLUSIVE: mapping is not writable
  *   EFAULT     address not mapped, or bad user pointer
- *   EINTR      fatal signal while converting
+ *   EINTR      a signal arrived before MAKE_EXCLUSIVE converted any page, or
+ *              while QUERY copied out (a MAKE_EXCLUSIVE that converted some
+ *              pages returns 0 with count < npages instead)
+ *   ENOMEM     no memory for the device's page table or event ring
  *   ENOENT     DEVICE_ACCESS: the device does not hold this page and never
  *              lost it (never made exclusive, or dropped by RELEASE)
  *   ENOLINK    DEVICE_ACCESS: the device held this page exclusively and an
@@ -64,10 +73,22 @@ struct mmuvisor_version {
 	__u32 reserved;
 };
 
-/* MMUVISOR_IOC_ATTACH: page-aligned [start, start + length) of the caller's mm. */
+/* mmuvisor_attach.flags: what the event stream carries of this context's
+ * own conversions (MMU_NOTIFY_EXCLUSIVE with this context as owner). */
+#define MMUVISOR_ATTACH_OMIT_OWN	(1U << 0) /* leave them out */
+#define MMUVISOR_ATTACH_COALESCE_OWN	(1U << 1) /* merge adjacent ones into one record */
+
+/*
+ * MMUVISOR_IOC_ATTACH: page-aligned [start, start + length) of the caller's
+ * mm. Allocates the event ring (charged to the caller's memory cgroup); the
+ * ring and its unread records outlive DETACH until the file is closed.
+ */
 struct mmuvisor_attach {
 	__u64 start;
 	__u64 length;
+	__u32 flags;	/* MMUVISOR_ATTACH_*; OMIT_OWN and COALESCE_OWN exclude each other */
+	__u32 reserved0;
+	__u64 reserved1;
 };
 
 /* MMUVISOR_IOC_MAKE_EXCLUSIVE and MMUVISOR_IOC_RELEASE. */
@@ -75,7 +96,9 @@ struct mmuvisor_range {
 	__u64 addr;	/* page aligned */
 	__u64 npages;	/* 1..MMUVISOR_MAX_NPAGES */
 	__u64 count;	/* out: MAKE_EXCLUSIVE: pages converted by this call
-			 * (pages the device already held are skipped);
+			 * (pages the device already held are skipped),
+			 * also on error; less than npages with success
+			 * when a signal or a waiting DETACH stopped it;
 			 * RELEASE: device mappings dropped */
 	__u64 reserved;
 };
@@ -102,10 +125,15 @@ struct mmuvisor_access {
 #define MMUVISOR_PAGE_RELEASED	3	/* held, then dropped by RELEASE */
 
 struct mmuvisor_page_state {
-	__u64 pfn;		/* PFN the device maps while HELD, else 0 */
+	__u64 pfn;		/* PFN the device maps while HELD, else 0; 0 also
+				 * unless the file was opened with CAP_SYS_ADMIN
+				 * (as /proc/pid/pagemap) */
 	__u32 state;		/* MMUVISOR_PAGE_* */
-	__u32 revocations;	/* revocations of this page since ATTACH */
+	__u32 revocations;	/* revocations of this page since ATTACH,
+				 * saturating at MMUVISOR_MAX_REVOCATIONS */
 };
+
+#define MMUVISOR_MAX_REVOCATIONS	((1U << 21) - 1)
 
 /* MMUVISOR_IOC_QUERY: fills npages records at user pointer states. */
 struct mmuvisor_query {
@@ -113,6 +141,9 @@ struct mmuvisor_query {
 	__u64 npages;
 	__u64 states;	/* user pointer to struct mmuvisor_page_state[npages] */
 	__u64 held;	/* out: pages of the range the device holds */
+	__u32 flags;	/* must be 0 */
+	__u32 reserved0;
+	__u64 reserved1;
 };
 
 /* MMUVISOR_IOC_STATS: counters of this context (since open). */
@@ -126,7 +157,9 @@ struct mmuvisor_stats {
 	__u64 pages_held;	/* pages the device holds now */
 	__u64 attach_start;	/* attached range, 0/0 if not attached */
 	__u64 attach_length;
-	__u64 reserved[3];
+	__u64 revoke_max_ns;	/* longest hold of the device lock by the
+				 * notifier callback (revoking), since open */
+	__u64 reserved[2];
 };
 
 /* mmuvisor_event.event: enum mmu_notifier_event of the invalidation. */
@@ -139,6 +172,8 @@ struct mmuvisor_stats {
 #define MMUVISOR_EV_MIGRATE		6
 #define MMUVISOR_EV_EXCLUSIVE		7
 #define MMUVISOR_EV_OTHER		255	/* a kind this ABI does not name */
+#define MMUVISOR_EV_OVERFLOW		256	/* not an invalidation: the ring was
+						 * full, count records were lost */
 
 /* mmuvisor_event.flags */
 #define MMUVISOR_EVENT_F_OWNER_SELF	(1U << 0) /* range->owner is this context */
@@ -148,18 +183,31 @@ struct mmuvisor_stats {
 /*
  * read() returns whole records, at least one (blocking unless O_NONBLOCK,
  * then EAGAIN), at most count / sizeof(struct mmuvisor_event); count below
- * one record gives EINVAL. One record per notifier invalidation that
- * intersects the attached range.
+ * one record gives EINVAL. It returns 0 (end of file) once the ring is
+ * empty after DETACH or after the attached mm went away (its
+ * MMU_NOTIFY_RELEASE); a new ATTACH starts a new stream on the same ring.
+ * One record per notifier invalidation that intersects the attached range
+ * (own conversions: see MMUVISOR_ATTACH_*).
+ *
+ * The ring never blocks an invalidation. When it is full, the records that
+ * do not fit are counted in one MMUVISOR_EV_OVERFLOW record (its seq is
+ * the first lost one, count how many), kept in a slot reserved for it, and
+ * poll() reports EPOLLPRI until that record is read. seq stays contiguous:
+ * a record stands for seq .. seq + count - 1. time_ns never decreases
+ * along seq. poll(): EPOLLIN while records are queued, EPOLLHUP at end of
+ * file. A read into a bad buffer loses the records it took (EFAULT; they
+ * count in events_dropped).
  */
 struct mmuvisor_event {
-	__u64 seq;	/* 0, 1, 2, ... per context; a gap = dropped records */
-	__u64 time_ns;	/* ktime_get_ns() (CLOCK_MONOTONIC) at the callback */
+	__u64 seq;	/* 0, 1, 2, ... per context */
+	__u64 time_ns;	/* ktime_get_ns() (CLOCK_MONOTONIC) when queued */
 	__u64 start;	/* the invalidated range as given by the kernel */
 	__u64 end;
 	__u32 event;	/* MMUVISOR_EV_* */
 	__u32 flags;	/* MMUVISOR_EVENT_F_* */
 	__u32 revoked;	/* device mappings this invalidation revoked */
-	__u32 reserved;
+	__u32 count;	/* invalidations this record stands for: 1, more when
+			 * own conversions were coalesced; OVERFLOW: records lost */
 };
 
 #define MMUVISOR_IOC_VERSION	_IOR(MMUVISOR_IOC_MAGIC, 0x00, struct mmuvisor_version)

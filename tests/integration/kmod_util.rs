@@ -1,0 +1,119 @@
+//! Helpers of the helper module's tests (kmod_*.rs). Those tests need
+//! /dev/mmuvisor (the lab kernel with mmuvisor.ko loaded): lab_kmod.rs runs
+//! them in the lab; elsewhere each prints "# SKIP no /dev/mmuvisor" and
+//! returns, and lab_kmod.rs fails if any of them skipped in the lab.
+
+pub use mmuvisor::notifier_client::bench::AnonRegion;
+pub use mmuvisor::notifier_client::uapi::*;
+pub use mmuvisor::notifier_client::*;
+pub use std::fs::File;
+pub use std::io;
+pub use std::os::unix::io::AsRawFd;
+pub use std::time::Duration;
+
+pub const PAGE: u64 = 4096;
+
+pub fn lab() -> Option<NotifierClient> {
+    if !std::path::Path::new(DEVICE_PATH).exists() {
+        println!("# SKIP no /dev/mmuvisor");
+        return None;
+    }
+    Some(NotifierClient::open().expect("open /dev/mmuvisor"))
+}
+
+pub fn errno_of<T: std::fmt::Debug>(r: Result<T>) -> i32 {
+    r.expect_err("expected an error").errno().expect("an errno")
+}
+
+pub fn region(pages: u64) -> AnonRegion {
+    let r = AnonRegion::new((pages * PAGE) as usize).expect("mmap");
+    r.populate();
+    r
+}
+
+pub fn cpu_read(addr: u64) -> u64 {
+    // SAFETY: the tests only pass aligned addresses of their live mappings.
+    unsafe { std::ptr::read_volatile(addr as *const u64) }
+}
+
+pub fn cpu_write(addr: u64, v: u64) {
+    // SAFETY: as cpu_read, on writable mappings.
+    unsafe { std::ptr::write_volatile(addr as *mut u64, v) }
+}
+
+/// The /proc/self/pagemap entry of addr.
+pub fn pagemap(addr: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let f = File::open("/proc/self/pagemap").expect("pagemap");
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, addr / PAGE * 8)
+        .expect("pagemap read");
+    u64::from_ne_bytes(b)
+}
+pub const PM_PRESENT: u64 = 1 << 63;
+pub const PM_SWAP: u64 = 1 << 62;
+
+/// Raw ioctl on the device with a range struct; returns errno or 0.
+pub fn raw_range(dev: &NotifierClient, req: u64, r: mmuvisor_range) -> i32 {
+    let mut r = r;
+    // SAFETY: req is one of ours taking a 32-byte struct; &mut r is valid.
+    let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(dev, req, &mut r) };
+    if ret < 0 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+pub fn raw_access(dev: &NotifierClient, a: mmuvisor_access) -> i32 {
+    let mut a = a;
+    // SAFETY: DEVICE_ACCESS with a valid &mut struct.
+    let ret = unsafe {
+        vmm_sys_util::ioctl::ioctl_with_mut_ref(dev, MMUVISOR_IOC_DEVICE_ACCESS(), &mut a)
+    };
+    if ret < 0 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+pub fn fork_child(f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child runs f (no allocation in the tests' closures beyond
+    // what the parent prepared) and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        let code = f();
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+    libc::WEXITSTATUS(status)
+}
+
+/// The event the kernel sends when the CPU takes a page back: CLEAR since
+/// 6.15, EXCLUSIVE without owner before.
+pub fn restore_kind(v: Version) -> NotifierEventKind {
+    if v.kernel_version >= (6 << 16) | (15 << 8) {
+        NotifierEventKind::Clear
+    } else {
+        NotifierEventKind::Exclusive
+    }
+}
+
+/// Whether a held page may have been revoked by a VMA split nearby: splitting
+/// a VMA (munmap, mprotect of part of it) calls split_huge_pmd_address(),
+/// which invalidates the whole 2 MiB block around the split point
+/// (MMU_NOTIFY_CLEAR) even when no huge PMD maps it.
+pub fn split_clear_covers(ev: &[NotifierEvent], addr: u64) -> bool {
+    ev.iter().any(|e| {
+        e.kind == NotifierEventKind::Clear
+            && e.end - e.start == 2 << 20
+            && e.start <= addr
+            && addr < e.end
+    })
+}
