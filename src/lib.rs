@@ -9,6 +9,7 @@ pub(crate) mod devices;
 pub mod drill;
 pub mod exit_code;
 pub mod guest_memory;
+pub(crate) mod host;
 pub(crate) mod host_mapping;
 pub mod lab;
 pub mod loader;

@@ -37,6 +37,10 @@ enum Cmd {
     Lab(commands::lab::LabCmd),
     /// Exclusive-conversion and invalidation drills, judged against KVM and the guest.
     Drill(commands::drill::Args),
+    /// The drills on this machine without the lab: check what is missing,
+    /// build and load the helper module.
+    #[command(subcommand)]
+    Host(commands::host::HostCmd),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(commands::bench::BenchCmd),
@@ -53,6 +57,7 @@ fn main() {
         Cmd::Lab(a) => commands::lab::exec(a),
         Cmd::Drill(a) => commands::drill::exec(a),
         Cmd::Bench(a) => commands::bench::exec(a),
+        Cmd::Host(a) => commands::host::exec(a),
         Cmd::HugetlbProbe => Ok(mmuvisor::drill::drills::hugetlb_probe()),
     };
     match result {

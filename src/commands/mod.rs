@@ -4,6 +4,7 @@
 pub mod args;
 pub mod bench;
 pub mod drill;
+pub mod host;
 pub mod lab;
 pub mod run;
 

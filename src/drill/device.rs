@@ -66,8 +66,7 @@ pub trait ExclusiveDevice {
     fn take_events(&mut self) -> Result<Vec<NotifierEvent>, DeviceError>;
 }
 
-/// Where the helper module's device node lives.
-pub const DEVICE_NODE: &str = "/dev/mmuvisor";
+use crate::notifier_client::DEVICE_PATH as DEVICE_NODE;
 
 /// Why exclusive drills cannot run here, if they cannot.
 pub fn unavailable() -> Option<String> {

@@ -67,19 +67,32 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Builds mmuvisor.ko for `kernel` (or finds it in the cache: keyed by the
 /// kernel's build and the module's sources).
 pub fn ensure(cache: &Path, kernel: &LabKernel) -> Result<PathBuf, LabError> {
-    let src = source_dir(cache)?;
-    let mut hasher = StableHash::new();
-    hash_tree(&src, &mut hasher).map_err(|e| LabError::io("cannot read", &src, e))?;
     // A kernel built from a developer's tree keeps its folder across
     // changes; its `state` file says which sources it was built from.
-    if let Ok(state) = std::fs::read(kernel.dir.join("state")) {
-        hasher.field(&state);
-    }
+    let state = std::fs::read(kernel.dir.join("state")).unwrap_or_default();
     let kname = kernel
         .dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    build_against(cache, &kernel.build_tree(), &kname, &state)
+}
+
+/// Builds mmuvisor.ko against the kernel build tree `kdir` (or finds it in
+/// the cache, keyed by `name`, `state` and the module's sources).
+pub fn build_against(
+    cache: &Path,
+    kdir: &Path,
+    name: &str,
+    state: &[u8],
+) -> Result<PathBuf, LabError> {
+    let src = source_dir(cache)?;
+    let mut hasher = StableHash::new();
+    hash_tree(&src, &mut hasher).map_err(|e| LabError::io("cannot read", &src, e))?;
+    if !state.is_empty() {
+        hasher.field(state);
+    }
+    let kname = name;
     let out = cache.join("kmod").join(format!("{kname}-{}", hasher.hex()));
     let ko = out.join("mmuvisor.ko");
     if ko.is_file() {
@@ -92,7 +105,7 @@ pub fn ensure(cache: &Path, kernel: &LabKernel) -> Result<PathBuf, LabError> {
     eprintln!("[lab] building the helper module for {kname}");
     let output = Command::new("make")
         .arg("-C")
-        .arg(kernel.build_tree())
+        .arg(kdir)
         .arg(format!("M={}", build.display()))
         .arg("modules")
         .output()

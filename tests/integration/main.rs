@@ -11,6 +11,7 @@ mod kmod_fuzz;
 mod kmod_util;
 mod lab;
 mod lab_drills;
+mod lab_host;
 mod lab_installed;
 mod lab_kmod;
 mod lab_matrix;
