@@ -161,6 +161,11 @@ impl NotifierEvent {
     pub fn is_overflow(&self) -> bool {
         self.kind == NotifierEventKind::Other(EV_OVERFLOW)
     }
+
+    /// Whether the invalidated range meets `[start, end)`.
+    pub fn touches(&self, start: u64, end: u64) -> bool {
+        self.start < end && self.end > start
+    }
 }
 
 impl From<&mmuvisor_event> for NotifierEvent {

@@ -15,25 +15,7 @@ pub enum Held {
     Released,
 }
 
-/// One invalidation the device's MMU notifier received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotifierEvent {
-    pub time_ns: u64,
-    pub start: u64,
-    pub end: u64,
-    /// enum mmu_notifier_event (MMUVISOR_EV_*).
-    pub event: u32,
-    /// The invalidation came from this context's own make-exclusive.
-    pub owner_is_self: bool,
-    /// Device mappings this invalidation revoked.
-    pub revoked: u32,
-}
-
-impl NotifierEvent {
-    pub fn touches(&self, start: u64, end: u64) -> bool {
-        self.start < end && self.end > start
-    }
-}
+pub use crate::notifier_client::NotifierEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {

@@ -192,8 +192,8 @@ pub fn note_revocations(
             Lane::Device,
             e.time_ns,
             format!(
-                "notifier ev{} {:#x}-{:#x}{}",
-                e.event,
+                "notifier {:?} {:#x}-{:#x}{}",
+                e.kind,
                 e.start,
                 e.end,
                 if e.owner_is_self { " (self)" } else { "" }

@@ -3,7 +3,7 @@
 //! broken kernel's observations can be fed in and must fail.
 
 use crate::drill::device::NotifierEvent;
-use crate::notifier_client::uapi::EV_EXCLUSIVE;
+use crate::notifier_client::NotifierEventKind;
 use crate::secondary_mmu::KvmEvent;
 
 /// One judged rule.
@@ -104,7 +104,7 @@ pub fn exclusive_window(events: &[NotifierEvent], hva: u64, ioctl: Window) -> Op
         .collect();
     let te = page
         .iter()
-        .filter(|e| e.owner_is_self && e.event == EV_EXCLUSIVE)
+        .filter(|e| e.owner_is_self && e.kind == NotifierEventKind::Exclusive)
         .map(|e| e.time_ns)
         .max()?;
     let prev = page.iter().map(|e| e.time_ns).filter(|&t| t < te).max();
@@ -344,12 +344,16 @@ mod tests {
 
     fn nev(t: u64, event: u32, own: bool) -> NotifierEvent {
         NotifierEvent {
+            seq: t,
             time_ns: t,
             start: 0x7f00_0020_0000,
             end: 0x7f00_0020_1000,
-            event,
+            kind: NotifierEventKind::from(event),
             owner_is_self: own,
+            owner_set: own,
+            blockable: true,
             revoked: 0,
+            count: 1,
         }
     }
 

@@ -236,30 +236,16 @@ impl ExclusiveDevice for ModuleDevice {
         self.client.release(hva, 1).map(|_| ()).map_err(io)
     }
     fn take_events(&mut self) -> Result<Vec<NotifierEvent>, DeviceError> {
-        Ok(self
-            .client
-            .read_events()
-            .map_err(io)?
-            .into_iter()
-            .map(|e| NotifierEvent {
-                time_ns: e.time_ns,
-                start: e.start,
-                end: e.end,
-                event: match e.kind {
-                    nc::NotifierEventKind::Unmap => 0,
-                    nc::NotifierEventKind::Clear => 1,
-                    nc::NotifierEventKind::ProtectionVma => 2,
-                    nc::NotifierEventKind::ProtectionPage => 3,
-                    nc::NotifierEventKind::SoftDirty => 4,
-                    nc::NotifierEventKind::Release => 5,
-                    nc::NotifierEventKind::Migrate => 6,
-                    nc::NotifierEventKind::Exclusive => 7,
-                    nc::NotifierEventKind::Other(v) => v,
-                },
-                owner_is_self: e.owner_is_self,
-                revoked: e.revoked,
-            })
-            .collect())
+        let events = self.client.read_events().map_err(io)?;
+        // A verdict built on an incomplete stream could pass wrongly: lost
+        // records end the drill with an error instead.
+        if let Some(lost) = events.iter().find(|e| e.is_overflow()) {
+            return Err(DeviceError::Io(format!(
+                "the module's event ring overflowed: {} notifier records lost",
+                lost.count
+            )));
+        }
+        Ok(events)
     }
 }
 
