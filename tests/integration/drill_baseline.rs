@@ -6,19 +6,8 @@
 //! host has no helper module (a skip).
 
 use std::path::PathBuf;
-use std::process::Command;
 
-fn mmuvisor(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
-        .args(args)
-        .output()
-        .expect("run mmuvisor");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::run_util::mmuvisor_text as mmuvisor;
 
 struct Dir(PathBuf);
 

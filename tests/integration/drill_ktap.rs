@@ -4,17 +4,7 @@
 
 use std::process::Command;
 
-fn mmuvisor(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
-        .args(args)
-        .output()
-        .expect("run mmuvisor");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::run_util::mmuvisor_text as mmuvisor;
 
 /// Checks KTAP v1 shape; returns (number, ok, name, directive) per result.
 fn parse_ktap(s: &str) -> Vec<(usize, bool, String, String)> {

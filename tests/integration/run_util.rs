@@ -83,6 +83,12 @@ pub fn run_payload(elf: &Path, extra: &[&str]) -> Output {
     mmuvisor(&args)
 }
 
+/// Runs `mmuvisor ARGS`: (exit status, stdout, stderr).
+pub fn mmuvisor_text(args: &[&str]) -> (i32, String, String) {
+    let out = mmuvisor(args);
+    (out.status.code().unwrap_or(-1), stdout(&out), stderr(&out))
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
