@@ -16,8 +16,11 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
-use crate::arch::x86_64::layout::{DEBUG_EXIT_PORT, PAYLOAD_DATA_START, PAYLOAD_MAX_VCPUS};
+use crate::arch::x86_64::layout::{
+    ACPI_PM_PORT, DEBUG_EXIT_PORT, PAYLOAD_DATA_START, PAYLOAD_MAX_VCPUS,
+};
 use crate::arch::x86_64::{cpuid, gdt, interrupts, msrs, paging, regs};
+use crate::devices::acpi_pm::{AcpiPm, ACPI_PM_LEN};
 use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN};
 use crate::devices::exit_port::ExitPort;
 use crate::devices::i8042::{I8042, I8042_BASE, I8042_LEN};
@@ -40,7 +43,8 @@ pub const MIN_LINUX_MEM: u64 = 64 << 20;
 /// Largest RAM size accepted.
 pub const MAX_MEM: u64 = 1 << 40;
 /// Default Linux command line (the user's is appended).
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 acpi=off";
+/// ACPI is on (hardware-reduced, for power-off); reboot stays on the i8042.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
 
 /// Errors of the VMM. Each displays as one line.
 #[derive(Debug, thiserror::Error)]
@@ -349,6 +353,14 @@ impl Vm {
             .map_err(dev_err)?;
         bus.insert(DEBUG_EXIT_PORT, 1, Arc::new(Mutex::new(ExitPort)))
             .map_err(dev_err)?;
+        if mode == GuestMode::Linux {
+            bus.insert(
+                ACPI_PM_PORT,
+                ACPI_PM_LEN,
+                Arc::new(Mutex::new(AcpiPm::default())),
+            )
+            .map_err(dev_err)?;
+        }
         // The irqfd stays registered for the VM's lifetime; KVM holds its own reference.
         std::mem::forget(irq);
         phase("devices", &mut times);
@@ -540,6 +552,7 @@ fn spawn_stdin(
 pub enum OutcomeReason {
     AllDone,
     Reset,
+    PowerOff,
     DebugExit(u8),
     Assert {
         vcpu: usize,
@@ -563,6 +576,7 @@ impl std::fmt::Display for Outcome {
         match &self.reason {
             OutcomeReason::AllDone => write!(f, "all vCPUs done"),
             OutcomeReason::Reset => write!(f, "guest reset"),
+            OutcomeReason::PowerOff => write!(f, "guest powered off"),
             OutcomeReason::DebugExit(c) => write!(f, "debug exit {c}"),
             OutcomeReason::Assert {
                 vcpu,
@@ -618,6 +632,7 @@ impl RunningVm {
                 self.set_outcome(i32::from(*c), OutcomeReason::DebugExit(*c))
             }
             GuestEventKind::Reset => self.set_outcome(0, OutcomeReason::Reset),
+            GuestEventKind::PowerOff => self.set_outcome(0, OutcomeReason::PowerOff),
             GuestEventKind::Crash(r) => self.set_outcome(3, OutcomeReason::Crash(r.clone())),
             GuestEventKind::Sync { .. } | GuestEventKind::Serial(_) => {}
         }

@@ -6,6 +6,7 @@ mod drill_secondary_mmu;
 mod lab;
 mod lab_drills;
 mod lab_kmod;
+mod lab_poweroff;
 mod linux_loader;
 mod payloads;
 mod run_bad_input;

@@ -35,3 +35,6 @@ pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 /// ucall port (`out 0xe0, eax`) and debug-exit port (`out 0xf4, al`).
 pub const UCALL_PORT: u16 = 0xe0;
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// ACPI PM1a event block (4 ports) then PM1a control block (2 ports), in
+/// the FADT (acpi.rs) and on the port bus (devices::acpi_pm).
+pub const ACPI_PM_PORT: u16 = 0x600;
