@@ -40,6 +40,8 @@ pub enum GuestEventKind {
     DebugExit(u8),
     /// i8042 reset; the VM ends.
     Reset,
+    /// ACPI power-off (S5); the VM ends.
+    PowerOff,
     /// Triple fault, internal error, failed entry or unhandled I/O.
     Crash(String),
     /// Serial output (when the VM sends serial output as events).
@@ -328,6 +330,11 @@ impl Vcpu {
                 }
                 Next::Action(IoAction::Reset) => {
                     self.send(GuestEventKind::Reset);
+                    self.shared.request_stop();
+                    false
+                }
+                Next::Action(IoAction::PowerOff) => {
+                    self.send(GuestEventKind::PowerOff);
                     self.shared.request_stop();
                     false
                 }

@@ -15,10 +15,11 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
-use crate::arch::x86_64::layout::{DEBUG_EXIT_PORT, PAYLOAD_MAX_VCPUS};
+use crate::arch::x86_64::layout::{ACPI_PM_PORT, DEBUG_EXIT_PORT, PAYLOAD_MAX_VCPUS};
 use crate::arch::x86_64::mptable::MAX_MPTABLE_VCPUS;
 use crate::arch::x86_64::{cpuid, gdt, interrupts, msrs, paging, regs};
 use crate::clock::now_ns;
+use crate::devices::acpi_pm::{AcpiPm, ACPI_PM_LEN};
 use crate::devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN};
 use crate::devices::exit_port::ExitPort;
 use crate::devices::i8042::{I8042, I8042_BASE, I8042_LEN};
@@ -42,11 +43,12 @@ pub const MIN_PAYLOAD_MEM: u64 = 16 << 20;
 pub use crate::loader::linux::MIN_LINUX_MEM;
 /// Largest RAM size accepted.
 pub const MAX_MEM: u64 = 1 << 40;
-/// Default Linux command line (the user's is appended). `pci=off`: this VMM
-/// has no PCI bus, and without it Linux's early AGP aperture search reads
-/// the config space of all 256 buses through port exits, twice (~1.2 s
-/// each in a nested lab boot).
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 acpi=off pci=off";
+/// Default Linux command line (the user's is appended). ACPI is on (a
+/// FADT with only the PM1a blocks, for power-off); reboot stays on the
+/// i8042. `pci=off`: this VMM has no PCI bus, and without it Linux's early
+/// AGP aperture search reads the config space of all 256 buses through
+/// port exits, twice (~1.2 s each in a nested lab boot).
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off";
 
 /// Errors of the VMM. Each displays as one line.
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +364,14 @@ impl Vm {
             .map_err(dev_err)?;
         bus.insert(DEBUG_EXIT_PORT, 1, Arc::new(Mutex::new(ExitPort)))
             .map_err(dev_err)?;
+        if mode == GuestMode::Linux {
+            bus.insert(
+                ACPI_PM_PORT,
+                ACPI_PM_LEN,
+                Arc::new(Mutex::new(AcpiPm::default())),
+            )
+            .map_err(dev_err)?;
+        }
         phase("devices", &mut times);
 
         let mut cpuid = kvm

@@ -9,6 +9,8 @@ pub enum IoAction {
     DebugExit(u8),
     /// The guest asked for a CPU reset.
     Reset,
+    /// The guest powered off (ACPI S5).
+    PowerOff,
 }
 
 /// A device on the port I/O bus.

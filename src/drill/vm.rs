@@ -118,6 +118,7 @@ impl InterpGuest for VmmGuest {
                 }
                 GuestEventKind::DebugExit(c) => self.stopped = Some(format!("debug exit {c}")),
                 GuestEventKind::Reset => self.stopped = Some("guest reset".into()),
+                GuestEventKind::PowerOff => self.stopped = Some("guest powered off".into()),
             }
         }
     }

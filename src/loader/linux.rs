@@ -21,6 +21,7 @@ use vm_memory::{
     GuestMemoryRegion, ReadVolatile,
 };
 
+use crate::arch::x86_64::acpi::{write_acpi_tables, AcpiError};
 use crate::arch::x86_64::boot_params::{
     build_boot_params, cmdline_limit, write_boot_params, write_cmdline, BootParamsError,
     ZeroPageConfig,
@@ -98,6 +99,8 @@ pub enum LinuxLoaderError {
     BootParams(#[from] BootParamsError),
     #[error(transparent)]
     Mptable(#[from] MptableError),
+    #[error(transparent)]
+    Acpi(#[from] AcpiError),
 }
 
 type Result<T> = std::result::Result<T, LinuxLoaderError>;
@@ -119,12 +122,13 @@ struct LoadedKernel {
     setup_header: Option<setup_header>,
 }
 
-/// Loads `image` into `mem` for `vcpus` vCPUs: kernel, command line, initrd, zero page and
-/// MP table.
+/// Loads `image` into `mem` for `vcpus` vCPUs: kernel, command line, initrd, zero page, MP
+/// table and ACPI tables.
 pub fn load_linux(mem: &GuestMemoryMmap, image: &LinuxImage, vcpus: u8) -> Result<LinuxEntry> {
     let low_end = low_memory_end(mem)?;
     // Cheap checks first, so bad input fails before big files are read.
     setup_mptable(mem, vcpus)?;
+    let acpi_rsdp = write_acpi_tables(mem, vcpus)?;
 
     let (mut kernel_file, kernel_len) = open(&image.kernel)?;
     let kernel = load_kernel(mem, &mut kernel_file, kernel_len, &image.kernel, low_end)?;
@@ -148,6 +152,7 @@ pub fn load_linux(mem: &GuestMemoryMmap, image: &LinuxImage, vcpus: u8) -> Resul
         &ZeroPageConfig {
             setup_header: kernel.setup_header,
             initrd,
+            acpi_rsdp: Some(acpi_rsdp),
         },
     )?;
     let boot_params = write_boot_params(mem, &params)?;

@@ -54,6 +54,8 @@ pub(super) fn spawn_stdin(
 pub enum OutcomeReason {
     AllDone,
     Reset,
+    /// ACPI S5 (poweroff).
+    PowerOff,
     DebugExit(u8),
     Assert {
         vcpu: usize,
@@ -77,6 +79,7 @@ impl std::fmt::Display for Outcome {
         match &self.reason {
             OutcomeReason::AllDone => write!(f, "all vCPUs done"),
             OutcomeReason::Reset => write!(f, "guest reset"),
+            OutcomeReason::PowerOff => write!(f, "guest powered off"),
             OutcomeReason::DebugExit(c) => write!(f, "debug exit {c}"),
             OutcomeReason::Assert {
                 vcpu,
@@ -132,6 +135,7 @@ impl RunningVm {
                 self.set_outcome(i32::from(*c), OutcomeReason::DebugExit(*c))
             }
             GuestEventKind::Reset => self.set_outcome(exit_code::OK, OutcomeReason::Reset),
+            GuestEventKind::PowerOff => self.set_outcome(exit_code::OK, OutcomeReason::PowerOff),
             GuestEventKind::Crash(r) => {
                 self.set_outcome(exit_code::GUEST_CRASH, OutcomeReason::Crash(r.clone()))
             }

@@ -129,6 +129,9 @@ pub struct ZeroPageConfig {
     pub setup_header: Option<setup_header>,
     /// Initrd guest address and size.
     pub initrd: Option<(GuestAddress, u32)>,
+    /// The ACPI RSDP (`acpi_rsdp_addr`, boot protocol 2.14; older kernels
+    /// scan the BIOS area, where it is too).
+    pub acpi_rsdp: Option<GuestAddress>,
 }
 
 /// Builds the zero page: the kernel's own setup header (or a minimal one for an ELF vmlinux)
@@ -157,6 +160,9 @@ pub fn build_boot_params(
         // The loader places the initrd below the 32-bit MMIO gap.
         params.hdr.ramdisk_image = addr.raw_value() as u32;
         params.hdr.ramdisk_size = size;
+    }
+    if let Some(rsdp) = cfg.acpi_rsdp {
+        params.acpi_rsdp_addr = rsdp.raw_value();
     }
     let map = e820_map(mem)?;
     for (slot, entry) in params.e820_table.iter_mut().zip(map.iter()) {
@@ -370,12 +376,14 @@ mod tests {
         let cfg = ZeroPageConfig {
             setup_header: Some(hdr),
             initrd: Some((GuestAddress(0x3f00000), 0x12345)),
+            acpi_rsdp: Some(GuestAddress(0xe0000)),
         };
         let params = build_boot_params(&mem, &cfg).unwrap();
         let at = write_boot_params(&mem, &params).unwrap();
         assert_eq!(at, GuestAddress(ZERO_PAGE_START));
         let back: boot_params = mem.read_obj(at).unwrap();
         let h = back.hdr;
+        assert_eq!({ back.acpi_rsdp_addr }, 0xe0000);
         assert_eq!({ h.boot_flag }, 0xaa55);
         assert_eq!({ h.header }, 0x5372_6448);
         assert_eq!(h.type_of_loader, 0xff);

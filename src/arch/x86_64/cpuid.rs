@@ -1,10 +1,16 @@
 //! Per-vCPU fixups of the CPUID that KVM supports: APIC IDs, topology,
-//! hypervisor bit.
+//! hypervisor bit, no TSC-deadline timer.
 
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 
 /// Leaf 1 ECX: running under a hypervisor.
 pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX: the local APIC timer has TSC-deadline mode. Hidden: nested
+/// in the lab (QEMU TCG, SVM) a Linux guest's TSC-deadline timer never
+/// fired (no local timer interrupts, `sleep 1` hung, power-off and reboot
+/// waited for the RCU stall detector); without it Linux calibrates the
+/// APIC timer against the PIT and runs it one-shot, which works there.
+pub const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 /// Leaf 1 EDX: the logical processor count in EBX is valid.
 pub const LEAF1_EDX_HTT: u32 = 1 << 28;
 /// Extended topology level types (leaf 0xB / 0x1F, ECX bits 15..8).
@@ -27,6 +33,7 @@ pub fn fixup_entry(e: &mut kvm_cpuid_entry2, apic_id: u32, nr_vcpus: u32) {
         0x1 => {
             e.ebx = (e.ebx & 0x0000_ffff) | (apic_id << 24) | ((nr_vcpus & 0xff) << 16);
             e.ecx |= LEAF1_ECX_HYPERVISOR;
+            e.ecx &= !LEAF1_ECX_TSC_DEADLINE;
             if nr_vcpus > 1 {
                 e.edx |= LEAF1_EDX_HTT;
             } else {
@@ -94,6 +101,11 @@ mod tests {
         one.edx = LEAF1_EDX_HTT;
         fixup_entry(&mut one, 0, 1);
         assert_eq!(one.edx & LEAF1_EDX_HTT, 0);
+        let mut tsc = entry(1, 0);
+        tsc.ecx = LEAF1_ECX_TSC_DEADLINE | 1;
+        fixup_entry(&mut tsc, 0, 1);
+        assert_eq!(tsc.ecx & LEAF1_ECX_TSC_DEADLINE, 0, "TSC deadline hidden");
+        assert_eq!(tsc.ecx & 1, 1, "other bits kept");
     }
 
     #[test]

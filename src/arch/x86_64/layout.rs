@@ -31,3 +31,6 @@ pub const MMIO_GAP_START: u64 = 0xc000_0000;
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 /// ucall port and debug-exit port of the payload ABI.
 pub use mmuvisor_abi::ucall::{DEBUG_EXIT_PORT, UCALL_PORT};
+/// ACPI PM1a event block (4 ports) then PM1a control block (2 ports), in
+/// the FADT (acpi.rs) and on the port bus (devices::acpi_pm).
+pub const ACPI_PM_PORT: u16 = 0x600;

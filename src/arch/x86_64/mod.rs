@@ -1,6 +1,7 @@
 //! x86_64 boot state: memory layout, descriptor tables, paging, registers,
-//! MSRs, CPUID, local APIC setup, zero page and MP table.
+//! MSRs, CPUID, local APIC setup, zero page, MP table and ACPI tables.
 
+pub mod acpi;
 pub mod boot_params;
 pub mod cpuid;
 pub mod gdt;
