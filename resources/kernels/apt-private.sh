@@ -71,5 +71,5 @@ apt_candidate_query() {
 # apt_kernel_versions: the linux-source-V versions the private lists know,
 # newest first (for error messages and `lab kernel --list`).
 apt_kernel_versions() {
-	apt-cache "${apt_opts[@]}" pkgnames linux-source- 2>/dev/null | sed -n 's/^linux-source-\([0-9][0-9]*\.[0-9][0-9]*\)$/\1/p' | sort -rV | tr '\n' ' '
+	apt-cache "${apt_opts[@]}" pkgnames linux-source- 2>/dev/null | sed -n 's/^linux-source-\([0-9][0-9]*\.[0-9][0-9]*\)$/\1/p' | sort -rV | paste -sd' '
 }

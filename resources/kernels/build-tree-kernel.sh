@@ -12,7 +12,8 @@
 # the tree, so that a changed tree rebuilds incrementally. Its `state` file
 # names the sources it was built from: for a git tree HEAD plus a hash of
 # the uncommitted changes (`git diff HEAD` and the untracked files'
-# contents), for a plain tree a hash of every file's path, size and mtime.
+# contents), for a plain tree (or a git one without a commit) a hash of
+# every file's path, size and mtime.
 # Same state: the cached build is used as is. Layout as build-lab-kernel.sh
 # (bzImage, modules/*.ko, src/ = the O= build folder, usable as KDIR).
 # The last line on stdout is "KERNEL_DIR=<path>".
@@ -61,8 +62,9 @@ fi
 
 # Which sources, exactly?
 git_top=$(git -c safe.directory='*' -C "$tree" rev-parse --show-toplevel 2>/dev/null || true)
-if [ "$git_top" = "$tree" ]; then
-	head=$(git -c safe.directory='*' -C "$tree" rev-parse HEAD)
+head=""
+[ "$git_top" = "$tree" ] && head=$(git -c safe.directory='*' -C "$tree" rev-parse -q --verify HEAD 2>/dev/null || true)
+if [ -n "$head" ]; then
 	dirty=$(cd "$tree" && export GIT_OPTIONAL_LOCKS=0 && {
 		git -c safe.directory='*' diff HEAD --binary
 		git -c safe.directory='*' ls-files -o --exclude-standard -z | xargs -0r sha256sum

@@ -1,5 +1,6 @@
 //! The lab kernel: built from Debian's linux-source-V by
-//! resources/kernels/build-lab-kernel.sh and cached by its inputs.
+//! resources/kernels/build-lab-kernel.sh and cached by its inputs, or from a
+//! developer's own tree (`--tree`) by build-tree-kernel.sh, out of tree.
 
 use super::{embedded, scripts, LabError};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,8 @@ impl LabKernel {
     pub fn bzimage(&self) -> PathBuf {
         self.dir.join("bzImage")
     }
-    /// The configured build tree: KDIR for out-of-tree modules.
+    /// The configured build tree: KDIR for out-of-tree modules (for a
+    /// `--tree` kernel, the `make O=` folder).
     pub fn build_tree(&self) -> PathBuf {
         self.dir.join("src")
     }

@@ -61,11 +61,15 @@ pub fn table(cols: &[(&str, Option<&[Parsed]>)], extra: &[(&str, Vec<String>)]) 
         .max(5);
     let cw = cols.iter().map(|c| c.0.len()).max().unwrap_or(6).max(6);
     let mut s = String::new();
+    let end_row = |s: &mut String| {
+        s.truncate(s.trim_end_matches(' ').len());
+        s.push('\n');
+    };
     let _ = write!(s, "{:w$}", "drill");
     for (label, _) in cols {
         let _ = write!(s, "  {label:cw$}");
     }
-    s.push('\n');
+    end_row(&mut s);
     for d in &drills {
         let _ = write!(s, "{d:w$}");
         for (_, rs) in cols {
@@ -76,14 +80,14 @@ pub fn table(cols: &[(&str, Option<&[Parsed]>)], extra: &[(&str, Vec<String>)]) 
                 .map_or("-", |r| r.result.word());
             let _ = write!(s, "  {cell:cw$}");
         }
-        s.push('\n');
+        end_row(&mut s);
     }
     for (label, cells) in extra {
         let _ = write!(s, "{label:w$}");
         for cell in cells {
             let _ = write!(s, "  {cell:cw$}");
         }
-        s.push('\n');
+        end_row(&mut s);
     }
     s
 }

@@ -78,3 +78,59 @@ fn lab_matrix_runs_a_command_on_two_kernels() {
         "{j}"
     );
 }
+
+/// The whole matrix on the kernels MMUVISOR_LAB_MATRIX names (opt-in: a
+/// kernel not yet in the cache takes 7-20 min to build; e.g.
+/// `MMUVISOR_LAB_MATRIX=6.1,6.12,7.2`): every kernel builds, boots and
+/// gives a verdict for every drill. The verdicts are the matrix's report
+/// (a kernel may really fail a drill), not this test's.
+#[test]
+fn lab_matrix_every_kernel_runs_every_drill() {
+    let Ok(list) = std::env::var("MMUVISOR_LAB_MATRIX") else {
+        println!("SKIP: set MMUVISOR_LAB_MATRIX=6.1,6.12,7.2 (kernels to build and run)");
+        return;
+    };
+    if !lab_enabled() {
+        return;
+    }
+    let json =
+        std::env::temp_dir().join(format!("mmuvisor-matrix-all-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .args([
+            "lab",
+            "run",
+            "--timeout",
+            "900",
+            "--version",
+            &list,
+            "--json",
+        ])
+        .arg(&json)
+        .args(["--", "mmuvisor", "drill", "all"])
+        .output()
+        .expect("cannot start mmuvisor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let j = std::fs::read_to_string(&json).expect("no JSON written");
+    let _ = std::fs::remove_file(&json);
+    assert!(
+        !j.contains("\"exit_status\": null"),
+        "a kernel did not build or boot: {j}"
+    );
+    let kernels = list.split(',').count();
+    let cells = |l: &&str| l.split("  ").filter(|c| !c.trim().is_empty()).count();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("exclusive-basic "))
+        .expect("no drill rows");
+    assert_eq!(cells(&row), kernels + 1, "{row}");
+    assert!(
+        !text.lines().any(|l| l.split_whitespace().any(|w| w == "-")),
+        "a drill has no result on some kernel"
+    );
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "matrix exit status"
+    );
+}
