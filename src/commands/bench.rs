@@ -48,7 +48,7 @@ fn lab(kernel: &KernelArgs, command: Vec<String>) -> session::LabRun {
         cache: kernel.cache.clone(),
         kernel: kernel::KernelSpec {
             version: kernel.version.clone(),
-            flavour: kernel.flavour.clone(),
+            flavour: kernel.flavour.as_str().to_string(),
             patches: kernel.patches.clone(),
             tree: kernel.tree.clone(),
         },
@@ -79,7 +79,7 @@ pub fn exec(cmd: BenchCmd) -> CmdResult {
             let cache = cache::cache_dir(args.cache.as_ref())?;
             let spec = kernel::KernelSpec {
                 version: args.version,
-                flavour: args.flavour,
+                flavour: args.flavour.as_str().to_string(),
                 patches: args.patches,
                 tree: args.tree,
             };

@@ -1,5 +1,6 @@
 //! `mmuvisor lab kernel` and `mmuvisor lab run`.
 
+use super::args::parse_size;
 use super::CmdResult;
 use crate::lab::{cache, kernel, known_bad, matrix, session};
 use std::path::PathBuf;
@@ -21,18 +22,36 @@ pub struct KernelArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "version")]
     pub tree: Option<PathBuf>,
     /// Kernel flavour: default, or debug (DEBUG_VM, lockdep).
-    #[arg(long, default_value = "default")]
-    pub flavour: String,
-    /// Cache folder (default: $MMUVISOR_CACHE, $XDG_CACHE_HOME/mmuvisor or ~/.cache/mmuvisor).
-    #[arg(long)]
+    #[arg(long, value_enum, default_value_t = Flavour::Default)]
+    pub flavour: Flavour,
+    /// Cache folder (default: $XDG_CACHE_HOME/mmuvisor or ~/.cache/mmuvisor).
+    #[arg(long, env = "MMUVISOR_CACHE")]
     pub cache: Option<PathBuf>,
+}
+
+/// Lab kernel flavours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flavour {
+    /// The lab's kernel.
+    Default,
+    /// With DEBUG_VM and lockdep (resources/kernels/debug.config).
+    Debug,
+}
+
+impl Flavour {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavour::Default => "default",
+            Flavour::Debug => "debug",
+        }
+    }
 }
 
 impl KernelArgs {
     fn spec(&self) -> kernel::KernelSpec {
         kernel::KernelSpec {
             version: self.version.clone(),
-            flavour: self.flavour.clone(),
+            flavour: self.flavour.as_str().to_string(),
             patches: self.patches.clone(),
             tree: self.tree.clone(),
         }
@@ -47,9 +66,9 @@ pub enum LabCmd {
     Run {
         #[command(flatten)]
         kernel: KernelArgs,
-        /// Lab memory (e.g. 2G, 1536M).
-        #[arg(long, default_value = "2G")]
-        mem: String,
+        /// Lab memory with a unit (2G, 1536M).
+        #[arg(long, default_value = "2G", value_parser = parse_size)]
+        mem: u64,
         /// Lab vCPUs [default: 1 under TCG, 2 with nested KVM].
         #[arg(long)]
         cpus: Option<u32>,
@@ -78,29 +97,15 @@ pub enum LabCmd {
         #[arg(long = "fixture", value_name = "NAME")]
         only: Vec<String>,
         /// Cache folder (as for `lab kernel`).
-        #[arg(long)]
+        #[arg(long, env = "MMUVISOR_CACHE")]
         cache: Option<PathBuf>,
-        /// Lab memory (e.g. 2G, 1536M).
-        #[arg(long, default_value = "2G")]
-        mem: String,
+        /// Lab memory with a unit (2G, 1536M).
+        #[arg(long, default_value = "2G", value_parser = parse_size)]
+        mem: u64,
         /// Drills to run on each kernel (default: all).
         #[arg(last = true)]
         drills: Vec<String>,
     },
-}
-
-/// Parses 512M, 2G, 1024 (MiB) into MiB.
-pub fn parse_mib(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'G' | 'g')) => (&s[..i], 1024),
-        Some((i, 'M' | 'm')) => (&s[..i], 1),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("bad memory size '{s}' (use e.g. 512M or 2G)"))
 }
 
 pub fn exec(cmd: LabCmd) -> CmdResult {
@@ -116,7 +121,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 cache,
                 version,
                 only,
-                mem_mib: parse_mib(&mem)?,
+                mem_mib: mem >> 20,
                 cpus: crate::lab::qemu::default_cpus(),
                 drills,
             };
@@ -156,7 +161,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
             let req = session::LabRun {
                 cache: kernel.cache.clone(),
                 kernel: kernel.spec(),
-                mem_mib: parse_mib(&mem)?,
+                mem_mib: mem >> 20,
                 cpus: cpus.unwrap_or_else(crate::lab::qemu::default_cpus),
                 timeout: Duration::from_secs(timeout),
                 command,
@@ -188,19 +193,5 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 Err(e) => Err(e.into()),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_mib;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_mib("2G"), Ok(2048));
-        assert_eq!(parse_mib("512M"), Ok(512));
-        assert_eq!(parse_mib("300"), Ok(300));
-        assert!(parse_mib("lots").is_err());
-        assert!(parse_mib("99999999999999999999G").is_err());
     }
 }

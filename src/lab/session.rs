@@ -22,33 +22,6 @@ pub struct LabRun {
     pub console_to_stderr: bool,
 }
 
-/// A temporary folder removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<Self, LabError> {
-        let base = std::env::temp_dir();
-        for n in 0..1000u32 {
-            let dir = base.join(format!("mmuvisor-lab-{}-{n}", std::process::id()));
-            match std::fs::create_dir(&dir) {
-                Ok(()) => return Ok(TempDir(dir)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(LabError::io("cannot create", dir, e)),
-            }
-        }
-        Err(LabError::Invalid(format!(
-            "cannot create a temporary folder in {}",
-            base.display()
-        )))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Tells commands in the lab whether the host's stdout is a terminal.
 pub const STDOUT_TTY_ENV: &str = "MMUVISOR_STDOUT_TTY";
 
@@ -121,10 +94,18 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         command: format!("exec {command}\n"),
         env: env_script(cwd.as_ref()),
     })?;
-    let tmp = TempDir::new()?;
-    let initrd = tmp.0.join("initramfs.cpio");
+    // Removed on drop.
+    let prefix = std::env::temp_dir().join("mmuvisor-lab-");
+    let tmp = vmm_sys_util::tempdir::TempDir::new_with_prefix(&prefix).map_err(|e| {
+        LabError::io(
+            "cannot create a temporary folder in",
+            std::env::temp_dir(),
+            std::io::Error::from(e),
+        )
+    })?;
+    let initrd = tmp.as_path().join("initramfs.cpio");
     std::fs::write(&initrd, image).map_err(|e| LabError::io("cannot write", &initrd, e))?;
-    let out_dir = tmp.0.join("out");
+    let out_dir = tmp.as_path().join("out");
     std::fs::create_dir(&out_dir).map_err(|e| LabError::io("cannot create", &out_dir, e))?;
     let result = qemu::run(&qemu::LabVm {
         kernel: kernel.bzimage(),
