@@ -23,7 +23,7 @@ fn suite_script(filter: &str, fuzz_secs: u32) -> String {
          check && {{ echo 'kernel complained before the tests'; exit 99; }}\n\
          echo 'WARNING: planted by lab_kmod.rs' > /dev/kmsg\n\
          check >/dev/null || {{ echo 'the dmesg check missed a planted WARNING'; exit 95; }}\n\
-         dmesg -C\n\
+         dmesg -c >/dev/null\n\
          exec 3</dev/mmuvisor\n\
          rmmod mmuvisor 2>/dev/null && {{ echo 'rmmod succeeded while a file was open'; exit 97; }}\n\
          exec 3<&-\n\
