@@ -1,6 +1,6 @@
 //! The helper module's tests (kmod_*.rs, in this binary) inside the lab,
 //! with the module loaded: on the debug kernel (lockdep, DEBUG_VM, the
-//! fuzz for 60 s), on 7.2 and on 6.12, and with the module built for its
+//! fuzz for 60 s) and on 7.2 with two lab CPUs (races), on 6.12 with one, and with the module built for its
 //! other API paths (MMUVISOR_API=range and none, see kmod/README.md). Any
 //! WARNING, BUG or lockdep report in dmesg fails the run; the dmesg check
 //! is first shown to catch a planted WARNING. rmmod must be refused while
@@ -56,14 +56,14 @@ fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
 #[test]
 fn lab_kmod_tests_on_the_debug_kernel() {
     if lab_enabled() {
-        kmod_suite(&["--flavour", "debug"], "kmod_", 60);
+        kmod_suite(&["--flavour", "debug", "--cpus", "2"], "kmod_", 60);
     }
 }
 
 #[test]
 fn lab_kmod_tests_on_7_2() {
     if lab_enabled() {
-        kmod_suite(&[], "kmod_", 5);
+        kmod_suite(&["--cpus", "2"], "kmod_", 5);
     }
 }
 
