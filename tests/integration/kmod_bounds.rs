@@ -165,3 +165,34 @@ fn lab_notifier_callback_walks_only_held_pages() {
         "the callback walked released records: {many} ns vs {few} ns"
     );
 }
+
+/// Conversions that fail (here: a read-only mapping, EACCES) leave no
+/// record behind: a page's slot lives only while its conversion may still
+/// succeed.
+#[test]
+fn lab_failed_conversions_leave_no_records() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let n = pages();
+    let ro = AnonRegion::with_flags((n * PAGE) as usize, libc::PROT_READ, libc::MAP_PRIVATE)
+        .expect("read-only mmap");
+    let a = ro.addr();
+    dev.attach_with(a, n * PAGE, OwnEvents::Omit)
+        .expect("attach");
+    let before = kernel_bytes();
+    for i in 0..n {
+        assert_eq!(errno_of(dev.make_exclusive(a + i * PAGE, 1)), libc::EACCES);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = kernel_bytes();
+    let per_page = (after as i64 - before as i64) as f64 / n as f64;
+    println!("# figure: {n} failed conversions: {per_page:.2} B/page left");
+    assert!(per_page < 2.0, "{per_page:.2} B per failed page");
+    assert!(dev
+        .query(a, n)
+        .expect("query")
+        .iter()
+        .all(|s| s.hold == Hold::None));
+}
