@@ -443,7 +443,7 @@ fn lab_timestamps_follow_seq_under_concurrent_invalidations() {
     let a = r.addr();
     dev.attach(a, (x + y) * PAGE).expect("attach");
     let mut all = Vec::new();
-    for _ in 0..12 {
+    for _ in 0..40 {
         dev.release(a + x * PAGE, y).expect("release");
         for chunk in (0..x).step_by(1024) {
             dev.make_exclusive(a + chunk * PAGE, 1024).expect("convert");
