@@ -233,8 +233,9 @@ static int mmv_fault_in(struct mm_struct *mm, unsigned long addr)
 
 /*
  * 1: converted and installed, 0: already held, < 0: error. The page's slot
- * in the device page table is reserved (allocated) before the conversion
- * and given back unless the page got installed.
+ * in the device page table is reserved (allocated) once its VMA passed the
+ * checks, before the conversion, and given back unless the page got
+ * installed.
  */
 static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 {
@@ -244,7 +245,7 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 	struct folio *folio;
 	struct page *page;
 	unsigned long seq;
-	bool prefault;
+	bool prefault, reserve, reserved = false;
 	void *old;
 	int ret;
 
@@ -253,11 +254,8 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 		return 0;
 	/* A released page may still have its device-exclusive PTE. */
 	prefault = mmv_rec_state(old) == MMUVISOR_PAGE_RELEASED;
-	if (!old) {
-		ret = xa_reserve(&ctx->pages, idx, GFP_KERNEL);
-		if (ret)
-			return ret;
-	}
+	/* A slot to reserve before converting, once the VMA is known good. */
+	reserve = !old;
 
 	for (;;) {
 		ret = -EBUSY;
@@ -285,6 +283,11 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 		if (mmap_read_lock_killable(mm))
 			goto out_release;
 		ret = mmv_check_vma(mm, addr);
+		if (!ret && reserve) {
+			ret = xa_reserve(&ctx->pages, idx, GFP_KERNEL);
+			reserved = !ret;
+			reserve = false;
+		}
 		page = ret ? ERR_PTR(ret) : mmv_exclusive_one(mm, addr, ctx, &folio);
 		mmap_read_unlock(mm);
 		if (IS_ERR(page)) {
@@ -315,7 +318,10 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 	} else if (page_to_pfn(page) > MMV_REC_PFN_MAX) {
 		ret = -EOVERFLOW;	/* cannot happen with 52-bit physical addresses */
 	} else {
-		/* The slot is reserved: this store does not allocate. */
+		/*
+		 * The slot is reserved: this store does not allocate, unless a
+		 * racing call for the same page gave it back (GFP_NOWAIT then).
+		 */
 		ret = xa_err(__xa_store(&ctx->pages, idx,
 					mmv_rec(MMUVISOR_PAGE_HELD, mmv_rec_revs(old),
 						page_to_pfn(page)),
@@ -334,7 +340,8 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 	if (ret == 1)
 		return 1;
 out_release:
-	xa_release(&ctx->pages, idx);
+	if (reserved)
+		xa_release(&ctx->pages, idx);
 	return ret;
 }
 #endif

@@ -30,6 +30,17 @@ fn kernel_bytes() -> u64 {
     field("Slab:") + field("VmallocUsed:")
 }
 
+/// Objects in use of the slab cache of xarray nodes (/proc/slabinfo):
+/// what the device page table allocates, without the noise of the rest.
+fn xarray_nodes() -> i64 {
+    let info = std::fs::read_to_string("/proc/slabinfo").expect("/proc/slabinfo");
+    info.lines()
+        .find_map(|l| l.strip_prefix("radix_tree_node "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("no radix_tree_node in /proc/slabinfo")
+}
+
 fn kib(b: i64) -> String {
     format!("{:.1} KiB", b as f64 / 1024.0)
 }
@@ -164,4 +175,37 @@ fn lab_notifier_callback_walks_only_held_pages() {
         many < few * 3 / 2 + 100_000,
         "the callback walked released records: {many} ns vs {few} ns"
     );
+}
+
+/// Conversions that fail (here: a read-only mapping, EACCES) leave no
+/// record behind: a page's slot lives only while its conversion may still
+/// succeed.
+#[test]
+fn lab_failed_conversions_leave_no_records() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let n = pages();
+    let ro = AnonRegion::with_flags((n * PAGE) as usize, libc::PROT_READ, libc::MAP_PRIVATE)
+        .expect("read-only mmap");
+    let a = ro.addr();
+    dev.attach_with(a, n * PAGE, OwnEvents::Omit)
+        .expect("attach");
+    let before = xarray_nodes();
+    for i in 0..n {
+        assert_eq!(errno_of(dev.make_exclusive(a + i * PAGE, 1)), libc::EACCES);
+    }
+    let left = xarray_nodes() - before;
+    println!("# figure: {n} failed conversions: {left} xarray nodes left");
+    // One node maps 64 pages: n / 64 if every page kept a slot.
+    assert!(
+        left < 64,
+        "{left} xarray nodes left (per-CPU slab noise is a few)"
+    );
+    assert!(dev
+        .query(a, n)
+        .expect("query")
+        .iter()
+        .all(|s| s.hold == Hold::None));
 }

@@ -74,6 +74,24 @@ fn lab_signal_stops_a_long_conversion_with_its_progress() {
     assert_eq!(conv.count + rest, LONG);
 }
 
+/// A conversion that fails part way says how far it got.
+#[test]
+fn lab_failed_conversion_reports_its_progress() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let r = region(4);
+    let a = r.addr();
+    dev.attach(a, 4 * PAGE).expect("attach");
+    // SAFETY: unmaps the third page of our own mapping: a hole.
+    unsafe { libc::munmap((a + 2 * PAGE) as *mut libc::c_void, PAGE as usize) };
+    let conv = dev.convert(a, 4);
+    let errno = conv.error.as_ref().and_then(Error::errno);
+    assert_eq!((conv.count, errno), (2, Some(libc::EFAULT)), "{conv:?}");
+    assert_eq!(dev.stats().expect("stats").pages_held, 2);
+}
+
 #[test]
 fn lab_detach_gives_way_to_a_long_conversion() {
     let Some(dev) = lab() else { return };

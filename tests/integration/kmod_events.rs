@@ -427,3 +427,42 @@ fn lab_event_manager_subscriber() {
         "{seen:?}"
     );
 }
+
+/// time_ns never goes backwards along seq, also when one thread's
+/// conversions (own events, queued at once) race another thread's
+/// invalidation that first revokes many held pages under the device lock
+/// (two lab CPUs show it best).
+#[test]
+fn lab_timestamps_follow_seq_under_concurrent_invalidations() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let (x, y) = (4096u64, 256u64);
+    let r = region(x + y);
+    let a = r.addr();
+    dev.attach(a, (x + y) * PAGE).expect("attach");
+    let mut all = Vec::new();
+    for _ in 0..40 {
+        dev.release(a + x * PAGE, y).expect("release");
+        for chunk in (0..x).step_by(1024) {
+            dev.make_exclusive(a + chunk * PAGE, 1024).expect("convert");
+            let _ = drain(&dev);
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..y {
+                    let _ = dev.make_exclusive(a + (x + i) * PAGE, 1);
+                }
+            });
+            s.spawn(|| madvise(a, x * PAGE, libc::MADV_DONTNEED));
+        });
+        all.extend(drain(&dev));
+        // SAFETY: repopulates the pages the DONTNEED dropped.
+        (0..x).for_each(|i| cpu_write(a + i * PAGE, i));
+    }
+    assert_eq!(dev.stats().expect("stats").events_dropped, 0);
+    for w in all.windows(2).filter(|w| w[1].seq == w[0].seq + 1) {
+        assert!(w[1].time_ns >= w[0].time_ns, "time went back: {w:?}");
+    }
+}

@@ -1,6 +1,6 @@
 //! The helper module's tests (kmod_*.rs, in this binary) inside the lab,
 //! with the module loaded: on the debug kernel (lockdep, DEBUG_VM, the
-//! fuzz for 60 s), on 7.2 and on 6.12, and with the module built for its
+//! fuzz for 60 s) and on 7.2 with two lab CPUs (races), on 6.12 with one, and with the module built for its
 //! other API paths (MMUVISOR_API=range and none, see kmod/README.md). Any
 //! WARNING, BUG or lockdep report in dmesg fails the run; the dmesg check
 //! is first shown to catch a planted WARNING. rmmod must be refused while
@@ -23,7 +23,7 @@ fn suite_script(filter: &str, fuzz_secs: u32) -> String {
          check && {{ echo 'kernel complained before the tests'; exit 99; }}\n\
          echo 'WARNING: planted by lab_kmod.rs' > /dev/kmsg\n\
          check >/dev/null || {{ echo 'the dmesg check missed a planted WARNING'; exit 95; }}\n\
-         dmesg -C\n\
+         dmesg -c >/dev/null\n\
          exec 3</dev/mmuvisor\n\
          rmmod mmuvisor 2>/dev/null && {{ echo 'rmmod succeeded while a file was open'; exit 97; }}\n\
          exec 3<&-\n\
@@ -60,7 +60,7 @@ fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
 )]
 fn lab_kmod_tests_on_the_debug_kernel() {
     if lab_enabled() {
-        kmod_suite(&["--flavour", "debug"], "kmod_", 60);
+        kmod_suite(&["--flavour", "debug", "--cpus", "2"], "kmod_", 60);
     }
 }
 
@@ -71,7 +71,7 @@ fn lab_kmod_tests_on_the_debug_kernel() {
 )]
 fn lab_kmod_tests_on_7_2() {
     if lab_enabled() {
-        kmod_suite(&[], "kmod_", 5);
+        kmod_suite(&["--cpus", "2"], "kmod_", 5);
     }
 }
 

@@ -1,0 +1,213 @@
+//! Held pages when the address space goes: process exit, close without
+//! DETACH, munmap, the OOM killer; and callers racing each other.
+
+use crate::kmod_util::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[test]
+fn lab_exit_and_close_while_exclusive() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let r = region(64);
+    let (a, len) = (r.addr(), r.len() as u64);
+    // A child process converts pages and exits with them exclusive, the
+    // file still open and attached.
+    let code = fork_child(|| {
+        let Ok(d) = NotifierClient::open() else {
+            return 2;
+        };
+        if d.attach(a, len).is_err() || d.make_exclusive(a, 64).is_err() {
+            return 3;
+        }
+        std::mem::forget(d);
+        0
+    });
+    assert_eq!(code, 0);
+    // Close without detach, pages exclusive, in this process.
+    let d = NotifierClient::open().expect("open");
+    d.attach(a, len).expect("attach");
+    d.make_exclusive(a, 64).expect("convert");
+    drop(d);
+    assert_eq!(cpu_read(a + 5 * PAGE), 6, "memory intact after close");
+    // munmap while exclusive and attached, then detach.
+    let r2 = region(8);
+    dev.attach(r2.addr(), 8 * PAGE).expect("attach");
+    dev.make_exclusive(r2.addr(), 8).expect("convert");
+    drop(r2);
+    assert_eq!(dev.stats().expect("stats").pages_held, 0);
+    dev.detach().expect("detach");
+}
+
+/// The OOM killer picks a child holding exclusive pages: its address space
+/// is torn down (by the OOM reaper, non-blockable, or by exit) while the
+/// device file lives on in this process (taken with pidfd_getfd).
+#[test]
+fn lab_oom_kill_while_exclusive() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    let mut fds = [0i32; 2];
+    // SAFETY: creates a pipe into the valid two-int array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child only makes syscalls and touches memory, then dies.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: plain syscalls on our own fds and memory.
+        unsafe {
+            let adj = b"1000";
+            let f = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+            libc::write(f, adj.as_ptr().cast(), adj.len());
+            let Ok(d) = NotifierClient::open() else {
+                libc::_exit(2)
+            };
+            let Ok(r) = AnonRegion::new(64 * PAGE as usize) else {
+                libc::_exit(3)
+            };
+            r.populate();
+            if d.attach(r.addr(), 64 * PAGE).is_err() || d.make_exclusive(r.addr(), 64).is_err() {
+                libc::_exit(4);
+            }
+            let fd = d.as_raw_fd();
+            libc::write(fds[1], (&fd as *const i32).cast(), 4);
+            std::mem::forget(d);
+            std::mem::forget(r);
+            loop {
+                let chunk = 64 << 20;
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    chunk,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if p == libc::MAP_FAILED {
+                    continue;
+                }
+                for off in (0..chunk).step_by(PAGE as usize) {
+                    std::ptr::write_volatile(p.cast::<u8>().add(off), 1);
+                }
+            }
+        }
+    }
+    let mut child_fd = -1i32;
+    // SAFETY: reads 4 bytes into child_fd; then takes a duplicate of the
+    // child's device file with pidfd_open/pidfd_getfd.
+    let file = unsafe {
+        let n = libc::read(fds[0], (&mut child_fd as *mut i32).cast(), 4);
+        assert_eq!(n, 4, "child did not convert");
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        assert!(pidfd >= 0, "pidfd_open");
+        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, child_fd, 0) as i32;
+        assert!(fd >= 0, "pidfd_getfd: {}", io::Error::last_os_error());
+        libc::close(pidfd);
+        use std::os::unix::io::FromRawFd;
+        File::from_raw_fd(fd)
+    };
+    let d = NotifierClient::from_file(file).expect("device of the child");
+    let mut status = 0;
+    // SAFETY: waits for our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "status {status:#x}"
+    );
+    let st = d.stats().expect("stats");
+    let ev = d.read_events().expect("events");
+    let teardown: Vec<_> = ev
+        .iter()
+        .filter(|e| e.revoked > 0 || e.kind == NotifierEventKind::Release)
+        .collect();
+    println!("# oom: {st:?}\n# oom teardown events: {teardown:?}");
+    assert_eq!(st.pages_held, 0, "all pages revoked when the mm went away");
+    assert_eq!(st.revocations, 64);
+    // This process is not the attached mm; the context is still attached.
+    assert_eq!(errno_of(d.make_exclusive(0, 1)), libc::EPERM);
+}
+
+/// Converter, CPU toucher and device accessor race on one device; then two
+/// processes do the same at once.
+#[test]
+fn lab_concurrent_callers() {
+    let Some(dev) = lab() else { return };
+    if !dev.version().exclusive {
+        return println!("# SKIP kernel without DEVICE_PRIVATE");
+    }
+    fn race(dev: &NotifierClient, pages: u64, iters: u64) {
+        let r = region(pages);
+        let a = r.addr();
+        dev.attach(a, pages * PAGE).expect("attach");
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..iters {
+                    let p = (i * 7) % pages;
+                    let _ = dev.make_exclusive(a + p * PAGE, (pages - p).min(3));
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+            s.spawn(|| {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let p = (i * 5) % pages;
+                    cpu_write(a + p * PAGE + 8, cpu_read(a + p * PAGE + 8) + 1);
+                    i += 1;
+                }
+            });
+            s.spawn(|| {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let p = (i * 3) % pages;
+                    let _ = dev
+                        .device_access(a + p * PAGE + 16, AccessOp::Add(1))
+                        .expect("access");
+                    if i.is_multiple_of(64) {
+                        let _ = dev.query(a, pages).expect("query");
+                        let _ = dev.read_events().expect("events");
+                    }
+                    i += 1;
+                }
+            });
+        });
+        let held = dev
+            .query(a, pages)
+            .expect("query")
+            .iter()
+            .filter(|s| s.hold == Hold::Held)
+            .count();
+        let st = dev.stats().expect("stats");
+        assert_eq!(st.pages_held, held as u64, "{st:?}");
+        println!("# race: {st:?}");
+        dev.detach().expect("detach");
+    }
+    race(&dev, 16, 400);
+    let pids: Vec<_> = (0..2)
+        .map(|_| {
+            // SAFETY: the child runs the race with its own device and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let ok = std::panic::catch_unwind(|| {
+                    let d = NotifierClient::open().expect("open");
+                    race(&d, 8, 200);
+                })
+                .is_ok();
+                // SAFETY: leaves the child.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            pid
+        })
+        .collect();
+    for pid in pids {
+        let mut status = 0;
+        // SAFETY: waits for our child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child {status:#x}"
+        );
+    }
+}
