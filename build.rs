@@ -9,11 +9,16 @@ use mmuvisor_abi::payloads::NAMES;
 
 /// cfgs that mark tests ignored (not passed) where what they need is
 /// missing: `mmuvisor_kvm` when /dev/kvm opens read-write here,
-/// `mmuvisor_lab_tests` when MMUVISOR_LAB_TESTS=1 outside the lab.
+/// `mmuvisor_lab_tests` when MMUVISOR_LAB_TESTS=1 outside the lab,
+/// `mmuvisor_module` when the helper module is loaded here.
 fn test_cfgs() {
     println!("cargo:rustc-check-cfg=cfg(mmuvisor_kvm)");
     println!("cargo:rustc-check-cfg=cfg(mmuvisor_lab_tests)");
     println!("cargo:rustc-check-cfg=cfg(mmuvisor_lab_tree)");
+    println!("cargo:rustc-check-cfg=cfg(mmuvisor_module)");
+    if std::path::Path::new("/dev/mmuvisor").exists() {
+        println!("cargo:rustc-cfg=mmuvisor_module");
+    }
     println!("cargo:rerun-if-env-changed=MMUVISOR_LAB_TREE");
     if std::env::var_os("MMUVISOR_LAB_TREE").is_some() {
         println!("cargo:rustc-cfg=mmuvisor_lab_tree");

@@ -41,6 +41,19 @@ impl HostMapping {
         })
     }
 
+    /// Private read-write anonymous memory in 4 KiB pages (MADV_NOHUGEPAGE).
+    pub fn small_pages(len: usize) -> io::Result<Self> {
+        Self::small_pages_with(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)
+    }
+
+    /// `anonymous`, then MADV_NOHUGEPAGE where the mapping takes it (a
+    /// hugetlb or shared mapping may refuse; that is not an error).
+    pub fn small_pages_with(len: usize, prot: i32, flags: i32) -> io::Result<Self> {
+        let m = Self::anonymous(len, prot, flags)?;
+        let _ = m.madvise(0, len, libc::MADV_NOHUGEPAGE);
+        Ok(m)
+    }
+
     /// Private read-write anonymous memory, `MAP_NORESERVE`.
     pub fn private(len: usize) -> io::Result<Self> {
         Self::anonymous(
@@ -89,6 +102,11 @@ impl HostMapping {
         self.len
     }
 
+    /// Whether the mapping is empty (never, for a successful mmap).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// madvise(2) on `[offset, offset + len)` of the mapping.
     pub fn madvise(&self, offset: usize, len: usize, advice: i32) -> io::Result<()> {
         if offset.checked_add(len).is_none_or(|end| end > self.len) {
@@ -101,7 +119,6 @@ impl HostMapping {
         Ok(())
     }
 
-    #[allow(dead_code)] // TODO(merge): notifier_client's bench and tests use it
     /// Writes `i + 1` to the first word of every 4 KiB page, so each is
     /// present, dirty and distinct.
     pub fn populate(&self) {

@@ -10,7 +10,7 @@ pub mod drill;
 pub mod exit_code;
 pub mod guest_memory;
 pub(crate) mod host;
-pub(crate) mod host_mapping;
+pub mod host_mapping;
 pub mod lab;
 pub mod loader;
 pub mod logger;

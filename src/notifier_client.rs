@@ -4,7 +4,6 @@
 //! owner, touches them through its own kernel mapping, and streams every
 //! invalidation it sees. See kmod/include/uapi/linux/mmuvisor.h for the ABI.
 
-pub mod bench;
 mod subscriber;
 pub mod uapi;
 

@@ -15,7 +15,7 @@ pub struct ConvertArgs {
 }
 
 pub fn convert(a: ConvertArgs) -> CmdResult {
-    use crate::notifier_client::bench::measure;
+    use super::convert_rate::measure;
     if a.pages
         .iter()
         .any(|&n| n == 0 || n as u64 > crate::notifier_client::uapi::MAX_NPAGES)

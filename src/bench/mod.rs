@@ -4,7 +4,9 @@
 //! tests.
 
 pub mod convert;
+pub mod convert_rate;
 pub mod drill;
+pub mod lab;
 pub mod setup;
 
 /// The p-th percentile (0..=100) of `samples`, which it sorts; 0 when empty.
@@ -17,7 +19,6 @@ pub fn percentile(samples: &mut [u64], p: f64) -> u64 {
     samples[i.min(samples.len() - 1)]
 }
 
-#[allow(dead_code)] // TODO(merge): lab/bench.rs moves here and uses it
 /// The median of `samples` (the upper one of an even count).
 pub fn median<T: Ord + Copy + Default>(mut samples: Vec<T>) -> T {
     samples.sort();

@@ -2,7 +2,8 @@
 //! measured in the same run); they assert nothing. Each issue adds its own.
 use super::lab::KernelArgs;
 use super::CmdResult;
-use crate::lab::{bench, cache, kernel, session};
+use crate::bench;
+use crate::lab::{cache, kernel, session};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Subcommand)]
@@ -112,7 +113,7 @@ pub fn exec(cmd: BenchCmd) -> CmdResult {
         }
         BenchCmd::NestedBoot { kernel, runs } => {
             if std::env::var("MMUVISOR_LAB").is_ok() {
-                bench::nested_boot_inner(runs.max(1))?;
+                bench::lab::nested_boot_inner(runs.max(1))?;
                 return Ok(0);
             }
             let inner = vec![

@@ -3,7 +3,6 @@
 //! real host. See docs/design.md and resources/kernels/.
 
 pub mod assets;
-pub mod bench;
 pub mod cache;
 pub mod cpio;
 pub mod embedded;

@@ -4,6 +4,10 @@
 use crate::kmod_util::*;
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_version() {
     let Some(dev) = lab() else { return };
     let v = dev.version();
@@ -14,6 +18,10 @@ fn lab_version() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_errors_before_attach_and_bad_arguments() {
     let Some(dev) = lab() else { return };
     let r = region(8);
@@ -130,18 +138,22 @@ fn lab_errors_before_attach_and_bad_arguments() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_unsupported_memory() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
         println!("# SKIP kernel without DEVICE_PRIVATE");
         return;
     }
-    let check = |r: &AnonRegion, want: i32, what: &str| {
+    let check = |r: &HostMapping, want: i32, what: &str| {
         let d = NotifierClient::open().expect("open");
         d.attach(r.addr(), r.len() as u64).expect("attach");
         assert_eq!(errno_of(d.make_exclusive(r.addr(), 1)), want, "{what}");
     };
-    let shared = AnonRegion::with_flags(
+    let shared = HostMapping::small_pages_with(
         PAGE as usize,
         libc::PROT_READ | libc::PROT_WRITE,
         libc::MAP_SHARED,
@@ -149,7 +161,8 @@ fn lab_unsupported_memory() {
     .expect("shared mmap");
     shared.populate();
     check(&shared, libc::EOPNOTSUPP, "MAP_SHARED anonymous");
-    let ro = AnonRegion::with_flags(PAGE as usize, libc::PROT_READ, libc::MAP_PRIVATE).expect("ro");
+    let ro = HostMapping::small_pages_with(PAGE as usize, libc::PROT_READ, libc::MAP_PRIVATE)
+        .expect("ro");
     check(&ro, libc::EACCES, "read-only private");
 
     // A private mapping of a file (memfd) is not anonymous memory.
@@ -192,7 +205,7 @@ fn lab_unsupported_memory() {
     );
 
     // hugetlb, if the lab has huge pages reserved.
-    match AnonRegion::with_flags(
+    match HostMapping::small_pages_with(
         2 << 20,
         libc::PROT_READ | libc::PROT_WRITE,
         libc::MAP_PRIVATE | libc::MAP_HUGETLB,
@@ -206,6 +219,10 @@ fn lab_unsupported_memory() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_convert_access_revoke() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -373,6 +390,10 @@ fn lab_convert_access_revoke() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_mprotect_and_fork_while_exclusive() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -458,6 +479,10 @@ fn lab_mprotect_and_fork_while_exclusive() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_two_devices_see_each_other() {
     let Some(d1) = lab() else { return };
     if !d1.version().exclusive {

@@ -47,6 +47,10 @@ fn kib(b: i64) -> String {
 
 /// An open file that never attaches costs no event ring.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_open_without_attach_costs_no_ring() {
     let Some(first) = lab() else { return };
     drop(first);
@@ -72,6 +76,10 @@ fn lab_open_without_attach_costs_no_ring() {
 /// Kernel memory of a context converting and releasing many pages: no
 /// per-page allocation, nothing left per page but the compact record.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_device_page_table_memory_is_compact() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -121,6 +129,10 @@ fn lab_device_page_table_memory_is_compact() {
 /// when 1% of the converted pages are still held, against a device that
 /// only ever converted that 1%: it walks the held pages, not every record.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_notifier_callback_walks_only_held_pages() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -181,13 +193,17 @@ fn lab_notifier_callback_walks_only_held_pages() {
 /// record behind: a page's slot lives only while its conversion may still
 /// succeed.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_failed_conversions_leave_no_records() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
         return println!("# SKIP kernel without DEVICE_PRIVATE");
     }
     let n = pages();
-    let ro = AnonRegion::with_flags((n * PAGE) as usize, libc::PROT_READ, libc::MAP_PRIVATE)
+    let ro = HostMapping::small_pages_with((n * PAGE) as usize, libc::PROT_READ, libc::MAP_PRIVATE)
         .expect("read-only mmap");
     let a = ro.addr();
     dev.attach_with(a, n * PAGE, OwnEvents::Omit)

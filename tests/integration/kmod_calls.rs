@@ -24,6 +24,10 @@ fn catch_sigusr1() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_signal_stops_a_long_conversion_with_its_progress() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -76,6 +80,10 @@ fn lab_signal_stops_a_long_conversion_with_its_progress() {
 
 /// A conversion that fails part way says how far it got.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_failed_conversion_reports_its_progress() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -93,6 +101,10 @@ fn lab_failed_conversion_reports_its_progress() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_detach_gives_way_to_a_long_conversion() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -130,6 +142,10 @@ fn lab_detach_gives_way_to_a_long_conversion() {
 /// counters must stay consistent and the kernel quiet (dmesg is checked by
 /// lab_kmod.rs).
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_detach_and_two_converters_race_on_the_same_pages() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -181,6 +197,10 @@ fn lab_detach_and_two_converters_race_on_the_same_pages() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_read_only_file_cannot_change_the_device() {
     let Some(rw) = lab() else { return };
     let ro = NotifierClient::from_file(File::open(DEVICE_PATH).expect("open read-only"))
@@ -214,6 +234,10 @@ fn raw_attach(dev: &NotifierClient, a: mmuvisor_attach) -> i32 {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_flags_and_reserved_fields_must_be_zero() {
     let Some(dev) = lab() else { return };
     let r = region(4);
@@ -302,6 +326,10 @@ fn drop_cap_sys_admin() -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_pfns_only_for_cap_sys_admin() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {

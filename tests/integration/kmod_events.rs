@@ -34,6 +34,10 @@ fn madvise(addr: u64, len: u64, advice: i32) {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_event_ring_overflow_reported_in_band_and_by_poll() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -82,6 +86,10 @@ fn lab_event_ring_overflow_reported_in_band_and_by_poll() {
 /// foreign invalidation that comes after it, when the stream leaves out or
 /// coalesces the device's own conversions.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_own_conversions_left_out_or_coalesced() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -151,6 +159,10 @@ fn read_in_thread(fd: i32) -> mpsc::Receiver<isize> {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_blocking_read_wakes_on_events_and_ends_after_detach() {
     let Some(dev) = lab() else { return };
     let r = region(4);
@@ -211,7 +223,7 @@ fn device_of_child() -> (NotifierClient, libc::pid_t, impl FnOnce()) {
             let Ok(d) = NotifierClient::open() else {
                 libc::_exit(2)
             };
-            let Ok(r) = AnonRegion::new(16 * PAGE as usize) else {
+            let Ok(r) = HostMapping::small_pages(16 * PAGE as usize) else {
                 libc::_exit(3)
             };
             r.populate();
@@ -253,6 +265,10 @@ fn device_of_child() -> (NotifierClient, libc::pid_t, impl FnOnce()) {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_end_of_stream_when_the_address_space_goes_away() {
     let Some(_) = lab() else { return };
     let (dev, pid, exit) = device_of_child();
@@ -279,6 +295,10 @@ fn lab_end_of_stream_when_the_address_space_goes_away() {
 /// A reader stuck in copy_to_user (its buffer is a userfaultfd page nobody
 /// fills) must not make an O_NONBLOCK reader sleep.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_nonblocking_reader_never_sleeps() {
     let Some(dev) = lab() else { return };
     let r = region(4);
@@ -405,6 +425,10 @@ impl Drop for Userfault {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_event_manager_subscriber() {
     use event_manager::{EventManager, SubscriberOps};
     let Some(dev) = lab() else { return };
@@ -433,6 +457,10 @@ fn lab_event_manager_subscriber() {
 /// invalidation that first revokes many held pages under the device lock
 /// (two lab CPUs show it best).
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_timestamps_follow_seq_under_concurrent_invalidations() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {

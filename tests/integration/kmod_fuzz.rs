@@ -145,6 +145,10 @@ fn map_back(addr: u64, len: u64) {
 }
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_fuzz_ioctls_racing_memory_changes() {
     let Some(dev) = lab() else { return };
     let r = region(PAGES);

@@ -5,6 +5,10 @@ use crate::kmod_util::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_exit_and_close_while_exclusive() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -44,6 +48,10 @@ fn lab_exit_and_close_while_exclusive() {
 /// is torn down (by the OOM reaper, non-blockable, or by exit) while the
 /// device file lives on in this process (taken with pidfd_getfd).
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_oom_kill_while_exclusive() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
@@ -64,7 +72,7 @@ fn lab_oom_kill_while_exclusive() {
             let Ok(d) = NotifierClient::open() else {
                 libc::_exit(2)
             };
-            let Ok(r) = AnonRegion::new(64 * PAGE as usize) else {
+            let Ok(r) = HostMapping::small_pages(64 * PAGE as usize) else {
                 libc::_exit(3)
             };
             r.populate();
@@ -132,6 +140,10 @@ fn lab_oom_kill_while_exclusive() {
 /// Converter, CPU toucher and device accessor race on one device; then two
 /// processes do the same at once.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_concurrent_callers() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {

@@ -7,13 +7,17 @@ use crate::kmod_util::*;
 /// Guest memory backed by a transparent huge page: make_device_exclusive()
 /// splits the PMD mapping and converts single 4 KiB pages of the folio.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_module),
+    ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
+)]
 fn lab_thp_backed_pages() {
     let Some(dev) = lab() else { return };
     if !dev.version().exclusive {
         return println!("# SKIP kernel without DEVICE_PRIVATE");
     }
     const HUGE: u64 = 2 << 20;
-    let map = AnonRegion::new((2 * HUGE) as usize).expect("mmap");
+    let map = HostMapping::small_pages((2 * HUGE) as usize).expect("mmap");
     let a = (map.addr() + HUGE - 1) & !(HUGE - 1);
     // SAFETY: advice and writes on the 2 MiB-aligned block inside our mapping.
     unsafe { libc::madvise(a as *mut libc::c_void, HUGE as usize, libc::MADV_HUGEPAGE) };

@@ -3,7 +3,7 @@
 //! them in the lab; elsewhere each prints "# SKIP no /dev/mmuvisor" and
 //! returns, and lab_kmod.rs fails if any of them skipped in the lab.
 
-pub use mmuvisor::notifier_client::bench::AnonRegion;
+pub use mmuvisor::host_mapping::HostMapping;
 pub use mmuvisor::notifier_client::uapi::*;
 pub use mmuvisor::notifier_client::*;
 pub use std::fs::File;
@@ -25,8 +25,8 @@ pub fn errno_of<T: std::fmt::Debug>(r: Result<T>) -> i32 {
     r.expect_err("expected an error").errno().expect("an errno")
 }
 
-pub fn region(pages: u64) -> AnonRegion {
-    let r = AnonRegion::new((pages * PAGE) as usize).expect("mmap");
+pub fn region(pages: u64) -> HostMapping {
+    let r = HostMapping::small_pages((pages * PAGE) as usize).expect("mmap");
     r.populate();
     r
 }

@@ -27,7 +27,7 @@ fn suite_script(filter: &str, fuzz_secs: u32) -> String {
          exec 3</dev/mmuvisor\n\
          rmmod mmuvisor 2>/dev/null && {{ echo 'rmmod succeeded while a file was open'; exit 97; }}\n\
          exec 3<&-\n\
-         MMUVISOR_FUZZ_SECS={fuzz_secs} {} {filter} --test-threads=1 --show-output; rc=$?\n\
+         MMUVISOR_FUZZ_SECS={fuzz_secs} {} {filter} --include-ignored --test-threads=1 --show-output; rc=$?\n\
          check && {{ echo 'kernel complained (dmesg above)'; exit 99; }}\n\
          rmmod mmuvisor || {{ echo 'rmmod failed after the tests'; exit 96; }}\n\
          exit $rc\n",

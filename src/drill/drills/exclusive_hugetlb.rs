@@ -20,7 +20,7 @@ use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{DrillError, DrillResult};
 use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
-use crate::notifier_client::bench::AnonRegion;
+use crate::host_mapping::HostMapping;
 use crate::notifier_client::NotifierClient;
 
 const PARAM: &str = "/sys/module/mmuvisor/parameters/test_hugetlb";
@@ -51,7 +51,7 @@ fn set(path: &'static str, value: &str) -> DrillResult<Restore> {
 /// The child's side: map a hugetlb page, try to make one 4 KiB page of it
 /// exclusive, and print what happened as `key=value` lines.
 pub fn probe() -> i32 {
-    let region = match AnonRegion::with_flags(
+    let region = match HostMapping::small_pages_with(
         HUGE,
         libc::PROT_READ | libc::PROT_WRITE,
         libc::MAP_PRIVATE | libc::MAP_HUGETLB,

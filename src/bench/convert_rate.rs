@@ -8,7 +8,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::{Error as ClientError, NotifierClient};
+use crate::host_mapping::HostMapping;
+use crate::notifier_client::{Error as ClientError, NotifierClient};
 
 pub const HMM_DMIRROR_PATH: &str = "/dev/hmm_dmirror0";
 const PAGE: usize = 4096;
@@ -40,73 +41,14 @@ pub enum Error {
     Short { got: u64, want: u64 },
 }
 
-/// Anonymous private memory, populated, 4 KiB pages (no THP).
-pub struct AnonRegion {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl AnonRegion {
-    pub fn new(len: usize) -> Result<Self, Error> {
-        Self::with_flags(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)
-    }
-
-    pub fn with_flags(len: usize, prot: i32, flags: i32) -> Result<Self, Error> {
-        // SAFETY: a fresh anonymous mapping; the kernel picks the address.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                flags | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::Mmap(len, io::Error::last_os_error()));
-        }
-        // SAFETY: advice on the mapping just created; failure is harmless.
-        unsafe { libc::madvise(ptr, len, libc::MADV_NOHUGEPAGE) };
-        Ok(AnonRegion { ptr, len })
-    }
-
-    pub fn addr(&self) -> u64 {
-        self.ptr as u64
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Writes a distinct value to the first word of every page.
-    pub fn populate(&self) {
-        for i in 0..self.len / PAGE {
-            // SAFETY: i * PAGE < len: an aligned u64 inside our writable mapping.
-            unsafe {
-                std::ptr::write_volatile(
-                    self.ptr.cast::<u8>().add(i * PAGE).cast::<u64>(),
-                    i as u64 + 1,
-                )
-            };
-        }
-    }
-}
-
-impl Drop for AnonRegion {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping this value owns.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
+/// Private memory in 4 KiB pages.
+fn small(len: usize) -> Result<HostMapping, Error> {
+    HostMapping::small_pages(len).map_err(|e| Error::Mmap(len, e))
 }
 
 /// Converts `reps` batches of `npages` pages with /dev/mmuvisor.
 fn time_mmuvisor(npages: usize, reps: usize) -> Result<Duration, Error> {
-    let region = AnonRegion::new(npages * reps * PAGE)?;
+    let region = small(npages * reps * PAGE)?;
     region.populate();
     let dev = NotifierClient::open()?;
     dev.attach(region.addr(), region.len() as u64)?;
@@ -129,10 +71,10 @@ fn time_mmuvisor(npages: usize, reps: usize) -> Result<Duration, Error> {
 
 /// Converts `reps` batches of `npages` pages with test_hmm.
 fn time_hmm(npages: usize, reps: usize) -> Result<Duration, Error> {
-    let region = AnonRegion::new(npages * reps * PAGE)?;
+    let region = small(npages * reps * PAGE)?;
     region.populate();
     // test_hmm copies the converted pages' data back into this buffer.
-    let bounce = AnonRegion::new(npages * PAGE)?;
+    let bounce = small(npages * PAGE)?;
     let file: File = OpenOptions::new()
         .read(true)
         .write(true)

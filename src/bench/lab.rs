@@ -2,7 +2,8 @@
 //! recorded by the build), lab boot to the command, and a nested Linux
 //! guest's boot under mmuvisor against QEMU in the same lab run.
 
-use super::LabError;
+use super::median;
+use crate::lab::LabError;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,11 +46,6 @@ pub fn time_to_marker(
             limit.as_secs()
         ))
     })
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
 /// Inside the lab: boots Debian's stock kernel with the busybox initramfs
