@@ -46,6 +46,17 @@ fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
         text.contains("test result: ok"),
         "module tests did not pass"
     );
+    // They are ignored outside the lab: --include-ignored must have run them.
+    let passed: u32 = text
+        .split("test result: ok. ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        passed >= 20 && text.contains("; 0 ignored;"),
+        "module tests did not run ({passed} passed)"
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -131,6 +142,17 @@ fn variant_suite(api: &str) {
     assert!(
         text.contains("test result: ok"),
         "module tests did not pass"
+    );
+    // They are ignored outside the lab: --include-ignored must have run them.
+    let passed: u32 = text
+        .split("test result: ok. ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        passed >= 20 && text.contains("; 0 ignored;"),
+        "module tests did not run ({passed} passed)"
     );
     assert_eq!(out.status.code(), Some(0), "{api} build failed in the lab");
 }
