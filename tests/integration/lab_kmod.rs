@@ -35,18 +35,13 @@ fn suite_script(filter: &str, fuzz_secs: u32) -> String {
     )
 }
 
-fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
-    let out = lab_run(lab_args, &["sh", "-c", &suite_script(filter, fuzz_secs)]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("# SKIP no /dev/mmuvisor"),
-        "module tests skipped in the lab"
-    );
+/// The suite passed, and ran: outside the lab the module tests are
+/// ignored, so --include-ignored must have run them here.
+fn assert_module_tests_ran(text: &str) {
     assert!(
         text.contains("test result: ok"),
         "module tests did not pass"
     );
-    // They are ignored outside the lab: --include-ignored must have run them.
     let passed: u32 = text
         .split("test result: ok. ")
         .nth(1)
@@ -57,6 +52,16 @@ fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
         passed >= 20 && text.contains("; 0 ignored;"),
         "module tests did not run ({passed} passed)"
     );
+}
+
+fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
+    let out = lab_run(lab_args, &["sh", "-c", &suite_script(filter, fuzz_secs)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("# SKIP no /dev/mmuvisor"),
+        "module tests skipped in the lab"
+    );
+    assert_module_tests_ran(&text);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -139,21 +144,7 @@ fn variant_suite(api: &str) {
     let out = lab_run(&[], &["sh", "-c", &script]);
     std::env::remove_var("MMUVISOR_KMOD_DIR");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("test result: ok"),
-        "module tests did not pass"
-    );
-    // They are ignored outside the lab: --include-ignored must have run them.
-    let passed: u32 = text
-        .split("test result: ok. ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        passed >= 20 && text.contains("; 0 ignored;"),
-        "module tests did not run ({passed} passed)"
-    );
+    assert_module_tests_ran(&text);
     assert_eq!(out.status.code(), Some(0), "{api} build failed in the lab");
 }
 
