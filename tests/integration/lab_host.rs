@@ -37,12 +37,12 @@ fn lab_host_path_checks_builds_loads_and_runs_the_drills() {
         return;
     }
     let kdir = format!("{}/src", lab_kernel_dir());
-    let exe = env!("CARGO_BIN_EXE_mmuvisor");
     let script = format!(
         "for m in 'tmpfs tmpfs /host/tmp' 'devtmpfs devtmpfs /host/dev' 'proc proc /host/proc' 'sysfs sysfs /host/sys'; do\n\
            set -- $m; grep -q \" $3 \" /proc/mounts || mount -t $1 $2 $3; done\n\
          mmuvisor host check; echo \"check-before rc=$?\"\n\
-         MMUVISOR_CACHE=/tmp/mmv chroot /host {exe} host setup --kdir {kdir} || exit 90\n\
+         cp \"$(command -v mmuvisor)\" /host/tmp/mmuvisor || exit 89\n\
+         MMUVISOR_CACHE=/tmp/mmv chroot /host /tmp/mmuvisor host setup --kdir {kdir} || exit 90\n\
          mmuvisor host check || exit 91\n\
          mmuvisor drill --format ktap all\n"
     );
