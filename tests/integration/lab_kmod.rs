@@ -28,8 +28,9 @@ fn suite_script(filter: &str, fuzz_secs: u32) -> String {
          rmmod mmuvisor 2>/dev/null && {{ echo 'rmmod succeeded while a file was open'; exit 97; }}\n\
          exec 3<&-\n\
          MMUVISOR_FUZZ_SECS={fuzz_secs} {} {filter} --include-ignored --test-threads=1 --show-output; rc=$?\n\
+         echo \"suite done rc=$rc\"\n\
          check && {{ echo 'kernel complained (dmesg above)'; exit 99; }}\n\
-         rmmod mmuvisor || {{ echo 'rmmod failed after the tests'; exit 96; }}\n\
+         timeout 120 rmmod mmuvisor || {{ echo 'rmmod failed or hung (120 s) after the tests; blocked tasks:'; echo w > /proc/sysrq-trigger; dmesg | tail -80; exit 96; }}\n\
          exit $rc\n",
         me.display()
     )
@@ -76,7 +77,9 @@ fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
 )]
 fn lab_kmod_tests_on_the_debug_kernel() {
     if lab_enabled() {
-        kmod_suite(&["--flavour", "debug", "--cpus", "2"], "kmod_", 60);
+        // One lab CPU: with two, the lab hung after the suite once in two
+        // CI runs (see the issue note); 7.2 keeps two CPUs.
+        kmod_suite(&["--flavour", "debug"], "kmod_", 60);
     }
 }
 
