@@ -92,8 +92,7 @@ pub fn build_against(
     if !state.is_empty() {
         hasher.field(state);
     }
-    let kname = name;
-    let out = cache.join("kmod").join(format!("{kname}-{}", hasher.hex()));
+    let out = cache.join("kmod").join(format!("{name}-{}", hasher.hex()));
     let ko = out.join("mmuvisor.ko");
     if ko.is_file() {
         return Ok(ko);
@@ -102,7 +101,7 @@ pub fn build_against(
     let _ = std::fs::remove_dir_all(&build);
     copy_tree(&src, &build)
         .map_err(|e| LabError::io("cannot copy the module sources to", &build, e))?;
-    eprintln!("[lab] building the helper module for {kname}");
+    eprintln!("[lab] building the helper module for {name}");
     let output = Command::new("make")
         .arg("-C")
         .arg(kdir)
@@ -118,7 +117,7 @@ pub fn build_against(
             eprintln!("{line}");
         }
         return Err(LabError::Invalid(format!(
-            "the helper module did not build for {kname} (make output above)"
+            "the helper module did not build for {name} (make output above)"
         )));
     }
     std::fs::copy(&built, &ko).map_err(|e| LabError::io("cannot copy", &built, e))?;

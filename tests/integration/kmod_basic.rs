@@ -143,11 +143,7 @@ fn lab_errors_before_attach_and_bad_arguments() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_unsupported_memory() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        println!("# SKIP kernel without DEVICE_PRIVATE");
-        return;
-    }
+    let Some(_dev) = exclusive_lab() else { return };
     let check = |r: &HostMapping, want: i32, what: &str| {
         let d = NotifierClient::open().expect("open");
         d.attach(r.addr(), r.len() as u64).expect("attach");
@@ -238,11 +234,7 @@ fn lab_convert_access_revoke() {
     let a = r.addr();
     dev.attach(a, 16 * PAGE).expect("attach");
     for i in 0..n {
-        assert_ne!(
-            pagemap(a + i * PAGE) & PM_PRESENT,
-            0,
-            "page {i} present before"
-        );
+        assert!(pagemap(a + i * PAGE).present(), "page {i} present before");
     }
     assert_eq!(dev.make_exclusive(a, n).expect("convert"), n);
     assert_eq!(
@@ -252,14 +244,14 @@ fn lab_convert_access_revoke() {
     );
     for i in 0..n {
         let pm = pagemap(a + i * PAGE);
-        assert_eq!(
-            pm & PM_PRESENT,
-            0,
-            "page {i} not present while exclusive: {pm:#x}"
+        assert!(
+            !pm.present(),
+            "page {i} not present while exclusive: {:#x}",
+            pm.raw
         );
-        assert_ne!(pm & PM_SWAP, 0, "page {i} is a swap-type entry: {pm:#x}");
+        assert!(pm.swapped(), "page {i} is a swap-type entry: {:#x}", pm.raw);
     }
-    assert_ne!(pagemap(a + n * PAGE) & PM_PRESENT, 0, "page {n} untouched");
+    assert!(pagemap(a + n * PAGE).present(), "page {n} untouched");
     let ev = dev.read_events().expect("events");
     let own: Vec<_> = ev
         .iter()
@@ -296,9 +288,8 @@ fn lab_convert_access_revoke() {
         dev.device_access(a + PAGE, AccessOp::Add(5)).expect("add"),
         Access::Done(2)
     );
-    assert_eq!(
-        pagemap(a) & PM_PRESENT,
-        0,
+    assert!(
+        !pagemap(a).present(),
         "device access leaves the CPU PTE alone"
     );
     let q = dev.query(a, 16).expect("query");
@@ -309,7 +300,7 @@ fn lab_convert_access_revoke() {
 
     // The CPU takes page 0 back: the device loses it, the CPU sees the device's write.
     assert_eq!(cpu_read(a), 0x1244, "value written by the device");
-    assert_ne!(pagemap(a) & PM_PRESENT, 0, "present again");
+    assert!(pagemap(a).present(), "present again");
     let ev = dev.read_events().expect("events");
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0].kind, restore_kind(dev.version()));
@@ -395,10 +386,7 @@ fn lab_convert_access_revoke() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_mprotect_and_fork_while_exclusive() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let r = region(4);
     let a = r.addr();
     dev.attach(a, 4 * PAGE).expect("attach");

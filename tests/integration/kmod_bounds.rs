@@ -81,10 +81,7 @@ fn lab_open_without_attach_costs_no_ring() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_device_page_table_memory_is_compact() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let n = pages();
     let r = region(n);
     let a = r.addr();
@@ -134,10 +131,7 @@ fn lab_device_page_table_memory_is_compact() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_notifier_callback_walks_only_held_pages() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(_dev) = exclusive_lab() else { return };
     let n = pages();
     let keep = |i: u64| i.is_multiple_of(100);
     let measure = |convert_all: bool| -> (u64, u64) {
@@ -198,10 +192,7 @@ fn lab_notifier_callback_walks_only_held_pages() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_failed_conversions_leave_no_records() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let n = pages();
     let ro = HostMapping::small_pages_with((n * PAGE) as usize, libc::PROT_READ, libc::MAP_PRIVATE)
         .expect("read-only mmap");

@@ -29,10 +29,7 @@ fn catch_sigusr1() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_signal_stops_a_long_conversion_with_its_progress() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     catch_sigusr1();
     let r = region(LONG);
     let a = r.addr();
@@ -85,10 +82,7 @@ fn lab_signal_stops_a_long_conversion_with_its_progress() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_failed_conversion_reports_its_progress() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let r = region(4);
     let a = r.addr();
     dev.attach(a, 4 * PAGE).expect("attach");
@@ -106,10 +100,7 @@ fn lab_failed_conversion_reports_its_progress() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_detach_gives_way_to_a_long_conversion() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let r = region(LONG);
     let a = r.addr();
     dev.attach(a, LONG * PAGE).expect("attach");
@@ -147,10 +138,7 @@ fn lab_detach_gives_way_to_a_long_conversion() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_detach_and_two_converters_race_on_the_same_pages() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let pages = 4;
     let r = region(pages);
     let a = r.addr();
@@ -331,10 +319,7 @@ fn drop_cap_sys_admin() -> bool {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_pfns_only_for_cap_sys_admin() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let r = region(2);
     let a = r.addr();
     dev.attach(a, 2 * PAGE).expect("attach");

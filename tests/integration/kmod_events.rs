@@ -39,10 +39,7 @@ fn madvise(addr: u64, len: u64, advice: i32) {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_event_ring_overflow_reported_in_band_and_by_poll() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let r = region(1);
     let a = r.addr();
     dev.attach(a, PAGE).expect("attach");
@@ -91,10 +88,7 @@ fn lab_event_ring_overflow_reported_in_band_and_by_poll() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_own_conversions_left_out_or_coalesced() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     drop(dev);
     let n = u64::from(RING_CAPACITY) + 1000;
     for own in [OwnEvents::Omit, OwnEvents::Coalesce] {
@@ -462,10 +456,7 @@ fn lab_event_manager_subscriber() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_timestamps_follow_seq_under_concurrent_invalidations() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let (x, y) = (4096u64, 256u64);
     let r = region(x + y);
     let a = r.addr();

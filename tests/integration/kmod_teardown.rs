@@ -10,10 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_exit_and_close_while_exclusive() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     let r = region(64);
     let (a, len) = (r.addr(), r.len() as u64);
     // A child process converts pages and exits with them exclusive, the
@@ -53,10 +50,7 @@ fn lab_exit_and_close_while_exclusive() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_oom_kill_while_exclusive() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(_dev) = exclusive_lab() else { return };
     let mut fds = [0i32; 2];
     // SAFETY: creates a pipe into the valid two-int array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -145,10 +139,7 @@ fn lab_oom_kill_while_exclusive() {
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_concurrent_callers() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     fn race(dev: &NotifierClient, pages: u64, iters: u64) {
         let r = region(pages);
         let a = r.addr();

@@ -12,10 +12,7 @@ use crate::kmod_util::*;
     ignore = "needs the helper module (/dev/mmuvisor): lab_kmod runs these in the lab"
 )]
 fn lab_thp_backed_pages() {
-    let Some(dev) = lab() else { return };
-    if !dev.version().exclusive {
-        return println!("# SKIP kernel without DEVICE_PRIVATE");
-    }
+    let Some(dev) = exclusive_lab() else { return };
     const HUGE: u64 = 2 << 20;
     let map = HostMapping::small_pages((2 * HUGE) as usize).expect("mmap");
     let a = (map.addr() + HUGE - 1) & !(HUGE - 1);
@@ -63,12 +60,8 @@ fn lab_thp_backed_pages() {
             .expect("add"),
         Access::Done(103)
     );
-    assert_eq!(pagemap(a + 103 * PAGE) & PM_PRESENT, 0);
-    assert_ne!(
-        pagemap(a + 99 * PAGE) & PM_PRESENT,
-        0,
-        "neighbour stays mapped"
-    );
+    assert!(!pagemap(a + 103 * PAGE).present());
+    assert!(pagemap(a + 99 * PAGE).present(), "neighbour stays mapped");
     assert_eq!(cpu_read(a + 99 * PAGE), 99);
     assert_eq!(cpu_read(a + 103 * PAGE), 1103);
     assert_eq!(
@@ -87,11 +80,12 @@ fn assert_device_matches_page_table(dev: &NotifierClient, a: u64, npages: u64) {
     let q = dev.query(a, npages).expect("query");
     for (i, s) in q.iter().enumerate() {
         let pm = pagemap(a + i as u64 * PAGE);
-        let exclusive = pm & PM_PRESENT == 0 && pm & PM_SWAP != 0;
+        let exclusive = !pm.present() && pm.swapped();
         assert_eq!(
             exclusive,
             s.hold == Hold::Held,
-            "page {i}: pagemap {pm:#x}, device {s:?}"
+            "page {i}: pagemap {:#x}, device {s:?}",
+            pm.raw
         );
     }
 }

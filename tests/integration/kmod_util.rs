@@ -1,8 +1,9 @@
 //! Helpers of the helper module's tests (kmod_*.rs). Those tests need
-//! /dev/mmuvisor (the lab kernel with mmuvisor.ko loaded): lab_kmod.rs runs
-//! them in the lab; elsewhere each prints "# SKIP no /dev/mmuvisor" and
-//! returns, and lab_kmod.rs fails if any of them skipped in the lab.
+//! /dev/mmuvisor (the lab kernel with mmuvisor.ko loaded): they are ignored
+//! where it is missing at build time, and lab_kmod.rs runs them in the lab
+//! with --include-ignored; it fails if any of them skipped there.
 
+pub use mmuvisor::guest_memory::PagemapEntry;
 pub use mmuvisor::host_mapping::HostMapping;
 pub use mmuvisor::notifier_client::uapi::*;
 pub use mmuvisor::notifier_client::*;
@@ -19,6 +20,17 @@ pub fn lab() -> Option<NotifierClient> {
         return None;
     }
     Some(NotifierClient::open().expect("open /dev/mmuvisor"))
+}
+
+/// The device on a kernel that can make pages device-exclusive; None (with
+/// a skip line) without /dev/mmuvisor or without DEVICE_PRIVATE.
+pub fn exclusive_lab() -> Option<NotifierClient> {
+    let dev = lab()?;
+    if !dev.version().exclusive {
+        println!("# SKIP kernel without DEVICE_PRIVATE");
+        return None;
+    }
+    Some(dev)
 }
 
 pub fn errno_of<T: std::fmt::Debug>(r: Result<T>) -> i32 {
@@ -42,16 +54,9 @@ pub fn cpu_write(addr: u64, v: u64) {
 }
 
 /// The /proc/self/pagemap entry of addr.
-pub fn pagemap(addr: u64) -> u64 {
-    use std::os::unix::fs::FileExt;
-    let f = File::open("/proc/self/pagemap").expect("pagemap");
-    let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, addr / PAGE * 8)
-        .expect("pagemap read");
-    u64::from_ne_bytes(b)
+pub fn pagemap(addr: u64) -> PagemapEntry {
+    PagemapEntry::of_hva(addr).expect("pagemap read")
 }
-pub const PM_PRESENT: u64 = 1 << 63;
-pub const PM_SWAP: u64 = 1 << 62;
 
 /// Raw ioctl on the device with a range struct; returns errno or 0.
 pub fn raw_range(dev: &NotifierClient, req: u64, r: mmuvisor_range) -> i32 {

@@ -62,6 +62,12 @@ fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
         !text.contains("# SKIP no /dev/mmuvisor"),
         "module tests skipped in the lab"
     );
+    // Every lab kernel has DEVICE_PRIVATE: a test that skipped for its
+    // lack would pass without testing anything.
+    assert!(
+        !text.contains("# SKIP kernel without DEVICE_PRIVATE"),
+        "module tests skipped for DEVICE_PRIVATE on a lab kernel"
+    );
     assert_module_tests_ran(&text);
     assert_eq!(
         out.status.code(),
