@@ -7,7 +7,10 @@
  * version's header, run in the lab as root:
  *   gcc -O2 -static -I<kmod>/include/uapi/linux -o figures figures.c
  *   mmuvisor lab run --mem 6G -- ./figures 1048576
- * (MMUVISOR_KMOD_DIR=<kmod> for another version of the module).
+ * (MMUVISOR_KMOD_DIR=<kmod> for another version of the module). The
+ * callback time needs function_graph, which since the small lab kernel only
+ * the debug flavour has (--flavour debug; its lockdep slows the callback,
+ * so compare figures of one flavour only).
  */
 #include <fcntl.h>
 #include <stdio.h>

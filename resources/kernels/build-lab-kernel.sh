@@ -52,7 +52,7 @@ mkdir -p "$cache"/{src,kernels}
 
 pkg=linux-source-$version
 # Bump when a change to this script changes what it builds.
-recipe=1
+recipe=4
 apt_private_update || die "cannot update the private package lists"
 if [ "$version" = latest ]; then
 	version=$(apt_kernel_versions | awk '{print $1}')
@@ -63,7 +63,7 @@ fi
 pkgver=$(apt_candidate "$pkg")
 [ -n "$pkgver" ] && [ "$pkgver" != "(none)" ] || die "no package $pkg in sid, trixie, bookworm or experimental (Debian has: $(apt_kernel_versions))"
 
-fragments=("$here/lab.config" "$here/trim.config")
+fragments=("$here/base.config" "$here/lab.config")
 [ "$flavour" = debug ] && fragments+=("$here/debug.config")
 key_of() { # key_of PATCH...
 	{ echo "recipe=$recipe $version $pkgver $flavour"; cat "${fragments[@]}"; for p in "$@"; do echo "patch"; cat "$p"; done; } | sha256sum | cut -c1-12
@@ -111,14 +111,10 @@ for p in "${patches[@]}"; do
 done
 
 log=$out/build.log
+: > "$log"
 if [ -z "$base" ]; then
-	say "configuring: x86_64_defconfig + $(for f in "${fragments[@]}"; do basename "$f"; done | tr '\n' ' ')"
-	make -s x86_64_defconfig > "$log" 2>&1
-	compat_fragment . > "$out/compat.config"
-	[ -s "$out/compat.config" ] && say "for this source also: $(grep -o '^CONFIG_[A-Z0-9_]*=.' "$out/compat.config" | tr '\n' ' ')"
-	scripts/kconfig/merge_config.sh -m .config "${fragments[@]}" "$out/compat.config" >> "$log" 2>&1
-	make -s olddefconfig >> "$log" 2>&1
-	verify_fragments .config "${fragments[@]}"
+	say "configuring: allnoconfig + $(for f in "${fragments[@]}"; do basename "$f"; done | tr '\n' ' ')"
+	lab_configure . . "$log" "${fragments[@]}"
 fi
 
 say "building bzImage and modules with -j$jobs (log: $log)"
@@ -130,7 +126,7 @@ mkdir -p "$out/modules"
 find . -name '*.ko' -exec cp {} "$out/modules/" \;
 secs=$(( $(date +%s) - start ))
 echo "$secs" > "$out/build-seconds"
-grep -c '^  CC' "$log" > "$out/build-objects" || true
+[ -n "$total" ] && { grep -c '^  CC' "$log" > "$out/build-objects" || true; }
 printf '%s\n' "$version" "$pkgver" "$flavour" "${patches[@]}" > "$out/inputs"
 touch "$out/.done"
 say "built in ${secs}s: $out"

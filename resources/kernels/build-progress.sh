@@ -1,31 +1,52 @@
 # SPDX-License-Identifier: GPL-2.0
-# Sourced by build-lab-kernel.sh and build-tree-kernel.sh: the per-source
-# config fix-ups and the build with its progress line. Needs $cache, say()
-# and die().
+# Sourced by build-lab-kernel.sh and build-tree-kernel.sh: the lab's
+# kernel config, the per-source fix-ups and the build with its progress
+# line. Needs $cache, say() and die().
 
 # compat_fragment SRCDIR: config lines a source needs on top of the
 # fragments, read from its own Kconfig (older kernels' dependencies differ).
 compat_fragment() {
 	local src=$1
-	# Before 6.5, 9P_FS depends on INET, which trim.config turns off.
+	# Before 6.5, 9P_FS depends on INET.
 	grep -qE '^\s*depends on INET && NET_9P' "$src/fs/9p/Kconfig" 2>/dev/null && echo CONFIG_INET=y
-	# Before 6.12, ZRAM needs a crypto compressor; its default is lzo-rle.
-	grep -qE '^\s*depends on CRYPTO_LZO \|\|' "$src/drivers/block/zram/Kconfig" 2>/dev/null && echo CONFIG_CRYPTO_LZO=y
+	# Options newer kernels split out, which allnoconfig would turn off:
+	# KVM's in-kernel I/O APIC, PIC and PIT (KVM_CREATE_IRQCHIP, which the
+	# VMM uses) and move_pages(2) (the migration drills).
+	grep -qx 'config KVM_IOAPIC' "$src/arch/x86/kvm/Kconfig" 2>/dev/null && echo CONFIG_KVM_IOAPIC=y
+	grep -qx 'config NUMA_MIGRATION' "$src/mm/Kconfig" 2>/dev/null && echo CONFIG_NUMA_MIGRATION=y
 	true
 }
 
+# lab_configure SRCDIR OBJDIR LOG FRAGMENT...: writes OBJDIR/.config as
+# `make allnoconfig` with the fragments (and the source's compat_fragment)
+# as KCONFIG_ALLCONFIG: every symbol they do not name is off. Dies unless
+# every =y/=m line of the fragments took.
+lab_configure() {
+	local src=$1 obj=$2 log=$3 all
+	shift 3
+	all=$obj/.lab-allno.config
+	compat_fragment "$src" > "$obj/.lab-compat.config"
+	[ -s "$obj/.lab-compat.config" ] && say "for this source also: $(grep -o '^CONFIG_[A-Z0-9_]*=.' "$obj/.lab-compat.config" | tr '\n' ' ')"
+	cat "$@" "$obj/.lab-compat.config" > "$all"
+	local o=()
+	[ "$(realpath "$src")" = "$(realpath "$obj")" ] || o=(O="$obj")
+	make -C "$src" "${o[@]}" -s allnoconfig KCONFIG_ALLCONFIG="$(realpath "$all")" >> "$log" 2>&1 ||
+		{ tail -n 20 "$log" >&2; die "make allnoconfig failed in $src"; }
+	verify_fragments "$obj/.config" "$@" "$obj/.lab-compat.config"
+}
+
 # expected_objects VERSION FLAVOUR: the objects a from-scratch build
-# compiles, from the last finished build of the same version and flavour
-# (else of any), else a round guess.
+# compiles, from the last finished from-scratch build of the same version
+# and flavour (else of any), else a round guess.
 expected_objects() {
 	local d n=""
 	for d in $(ls -td "$cache"/kernels/linux-"$1"-"$2"-*/ 2>/dev/null) $(ls -td "$cache"/kernels/*/ 2>/dev/null); do
 		[ -e "$d/.done" ] || continue
 		n=$(cat "$d/build-objects" 2>/dev/null || grep -c '^  CC' "$d/build.log" 2>/dev/null || true)
-		[ "${n:-0}" -gt 1000 ] && break
+		[ "${n:-0}" -gt 300 ] && break
 		n=""
 	done
-	echo "${n:-1800}"
+	echo "${n:-900}"
 }
 
 # progress DONE TOTAL ELAPSED: "N/TOTAL objects (P%), E s, ~L s left";

@@ -6,7 +6,8 @@
 #
 #   build-tree-kernel.sh --cache DIR --tree SRC [--flavour default|debug] [--jobs N]
 #
-# The tree's own x86_64_defconfig with the lab's config fragments merged in.
+# The lab's own config (allnoconfig + base.config + lab.config, as for the
+# Debian kernels), so a tree builds as small a kernel as the default lab.
 # The build folder DIR/kernels/tree-NAME-FLAVOUR-KEY/ is keyed by the
 # tree's path, the flavour and the fragments, and is kept across changes to
 # the tree, so that a changed tree rebuilds incrementally. Its `state` file
@@ -77,8 +78,8 @@ fi
 mkdir -p "$cache/kernels"
 # shellcheck source=build-progress.sh
 . "$here/build-progress.sh"
-recipe=1
-fragments=("$here/lab.config" "$here/trim.config")
+recipe=4
+fragments=("$here/base.config" "$here/lab.config")
 [ "$flavour" = debug ] && fragments+=("$here/debug.config")
 key=$({ echo "recipe=$recipe tree=$tree $flavour"; cat "${fragments[@]}"; } | sha256sum | cut -c1-12)
 out=$cache/kernels/tree-$(basename "$tree")-$flavour-$key
@@ -97,15 +98,10 @@ log=$out/build.log
 start=$(date +%s)
 total=""
 if [ ! -e "$out/.configured" ]; then
-	say "configuring $tree (Linux $release) out of tree: its x86_64_defconfig + $(for f in "${fragments[@]}"; do basename "$f"; done | tr '\n' ' ')"
+	say "configuring $tree (Linux $release) out of tree: allnoconfig + $(for f in "${fragments[@]}"; do basename "$f"; done | tr '\n' ' ')"
 	rm -rf "$obj" "$out/modules"
 	mkdir -p "$obj"
-	make -C "$tree" O="$obj" -s x86_64_defconfig >> "$log" 2>&1 || { tail -n 20 "$log" >&2; die "make x86_64_defconfig failed in $tree"; }
-	compat_fragment "$tree" > "$out/compat.config"
-	[ -s "$out/compat.config" ] && say "for this source also: $(grep -o '^CONFIG_[A-Z0-9_]*=.' "$out/compat.config" | tr '\n' ' ')"
-	( cd "$obj" && "$tree/scripts/kconfig/merge_config.sh" -m .config "${fragments[@]}" "$out/compat.config" ) >> "$log" 2>&1
-	make -C "$tree" O="$obj" -s olddefconfig >> "$log" 2>&1
-	verify_fragments "$obj/.config" "${fragments[@]}"
+	lab_configure "$tree" "$obj" "$log" "${fragments[@]}"
 	touch "$out/.configured"
 	total=$(expected_objects "$major.$minor" "$flavour")
 	say "building Linux $release from scratch with -j$jobs (log: $log)"

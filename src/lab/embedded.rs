@@ -94,9 +94,13 @@ pub fn write_out(cache: &Path, what: &str, files: Files, mode: u32) -> Result<Pa
     if dir.is_dir() {
         return Ok(dir);
     }
+    // Unique per process and call: the lab writes out its scripts from two
+    // threads at once (kernel build, asset fetch).
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = cache
         .join("embedded")
-        .join(format!(".{what}-{}.tmp", std::process::id()));
+        .join(format!(".{what}-{}-{call}.tmp", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     for (name, text) in files {
         let path = tmp.join(name);

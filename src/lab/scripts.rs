@@ -27,8 +27,8 @@ const FILES: super::embedded::Files = &[
         include_str!("../../resources/kernels/lab.config"),
     ),
     (
-        "trim.config",
-        include_str!("../../resources/kernels/trim.config"),
+        "base.config",
+        include_str!("../../resources/kernels/base.config"),
     ),
     (
         "debug.config",

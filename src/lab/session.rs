@@ -69,8 +69,18 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
     super::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
     let cache = cache::cache_dir(req.cache.as_ref())?;
     std::fs::create_dir_all(&cache).map_err(|e| LabError::io("cannot create", &cache, e))?;
-    let kernel = kernel::ensure(&cache, &req.kernel)?;
-    let assets = assets::ensure(&cache)?;
+    // The assets are downloads: fetched while the kernel builds.
+    let (kernel, assets) = std::thread::scope(|scope| {
+        let assets = scope.spawn(|| assets::ensure(&cache));
+        let kernel = kernel::ensure(&cache, &req.kernel);
+        let assets = assets.join().unwrap_or_else(|_| {
+            Err(LabError::Invalid(
+                "fetching the lab's assets panicked".into(),
+            ))
+        });
+        (kernel, assets)
+    });
+    let (kernel, assets) = (kernel?, assets?);
     let mut modules: Vec<PathBuf> = kernel.module("test_hmm").into_iter().collect();
     if !req.no_kmod {
         modules.push(kmod::ensure(&cache, &kernel)?);

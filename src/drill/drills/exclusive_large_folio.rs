@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let nodes = numa_nodes();
     if nodes.len() < 2 {
         return Err(DrillError::Skip(format!(
-            "migrating the folio needs two NUMA nodes, this host has {nodes:?} (lab: QEMU -numa)"
+            "migrating the folio needs two NUMA nodes, this host has {nodes:?} (lab: numa=fake=2)"
         )));
     }
     let page = 7u64;

@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let nodes = numa_nodes();
     if nodes.len() < 2 {
         return Err(DrillError::Skip(format!(
-            "move_pages needs two NUMA nodes, this host has {nodes:?} (lab: QEMU -numa)"
+            "move_pages needs two NUMA nodes, this host has {nodes:?} (lab: numa=fake=2)"
         )));
     }
     let HeldPage {

@@ -69,7 +69,7 @@ fn release_reclaim_read(
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     if swap_devices().is_empty() {
         return Err(DrillError::Skip(
-            "no active swap device (/proc/swaps): reclaim drills need swap (the lab has zram)"
+            "no active swap device (/proc/swaps): reclaim drills need swap (the lab swaps to a loop device)"
                 .into(),
         ));
     }
