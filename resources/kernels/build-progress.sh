@@ -85,14 +85,15 @@ make_with_progress() {
 }
 
 # verify_fragments CONFIG FRAGMENT...: dies unless every =y/=m line of the
-# fragments is in CONFIG.
+# fragments is in CONFIG. A later fragment's line for the same symbol
+# (`=y` or `# CONFIG_X is not set`) overrides an earlier one, as it does in
+# KCONFIG_ALLCONFIG.
 verify_fragments() {
 	local config=$1 line missing=""
 	shift
 	while IFS= read -r line; do
-		case "$line" in CONFIG_*=y|CONFIG_*=m)
-			grep -qx "$line" "$config" || missing="$missing ${line}";;
-		esac
-	done < <(cat "$@")
+		grep -qx "$line" "$config" || missing="$missing ${line}"
+	done < <(cat "$@" | sed -nE 's/^(CONFIG_[A-Za-z0-9_]+)=(.*)$/\1 \2/p; s/^# (CONFIG_[A-Za-z0-9_]+) is not set$/\1 n/p' |
+		awk '{ v[$1] = $2; if (!($1 in o)) { o[$1] = ++n; k[n] = $1 } } END { for (i = 1; i <= n; i++) if (v[k[i]] == "y" || v[k[i]] == "m") print k[i] "=" v[k[i]] }')
 	[ -z "$missing" ] || die "config did not take:$missing"
 }
