@@ -6,8 +6,10 @@
 #
 #   fetch-assets.sh --cache DIR --scripts DIR
 #
-# The result lives in DIR/assets/KEY/ (busybox, vmlinuz, versions); the last
-# line on stdout is "ASSETS_DIR=<path>".
+# The result lives in DIR/assets/KEY/ (busybox, vmlinuz, vmlinux, versions);
+# the last line on stdout is "ASSETS_DIR=<path>". vmlinux is the kernel
+# inside vmlinuz (an ELF with a PVH entry), decompressed here once, so that a
+# nested guest can boot without running the kernel's own decompressor.
 set -euo pipefail
 cache="" scripts=""
 die() { echo "fetch-assets: $*" >&2; exit 1; }
@@ -35,9 +37,30 @@ kpkg=$(apt_memo "show-linux-image-amd64-$meta_ver" apt-cache "${apt_opts[@]}" sh
 kver=$(apt_candidate "$kpkg" bookworm)
 [ -n "$kver" ] || kver=$(apt_candidate "$kpkg")
 
+# extract_vmlinux BZIMAGE OUT: the bzImage's payload (xz, zstd or gzip: the
+# first stream with that magic) decompressed, if it is an ELF.
+extract_vmlinux() {
+	local magic tool off
+	for pair in '\xFD7zXZ\x00:xz' '\x28\xB5\x2F\xFD:zstd' '\x1F\x8B\x08:gzip'; do
+		magic=${pair%:*} tool=${pair##*:}
+		command -v "$tool" >/dev/null || continue
+		off=$(LC_ALL=C grep -obUaP "$magic" "$1" | head -n1 | cut -d: -f1)
+		[ -n "$off" ] || continue
+		tail -c +$((off + 1)) "$1" | "$tool" -dc 2>/dev/null > "$2.part" || true
+		if [ "$(head -c 4 "$2.part" | od -An -tx1 | tr -d ' ')" = 7f454c46 ]; then
+			mv "$2.part" "$2"
+			return 0
+		fi
+	done
+	rm -f "$2.part"
+	echo "[lab] note: cannot decompress the vmlinux inside $1; nested guests boot the bzImage" >&2
+}
+
 key=$(printf '%s\n' "busybox-static=$bb_ver" "$kpkg=$kver" | sha256sum | cut -c1-12)
 out=$cache/assets/$key
 if [ -e "$out/.done" ]; then
+	# (Assets fetched before vmlinux was part of them.)
+	[ -e "$out/vmlinux" ] || [ -e "$out/.no-vmlinux" ] || { extract_vmlinux "$out/vmlinuz" "$out/vmlinux" || true; [ -e "$out/vmlinux" ] || touch "$out/.no-vmlinux"; }
 	echo "ASSETS_DIR=$out"
 	exit 0
 fi
@@ -51,6 +74,8 @@ mkdir "$tmp/x"
 for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/x"; done
 cp "$tmp/x/bin/busybox" "$out/busybox"
 cp "$tmp"/x/boot/vmlinuz-* "$out/vmlinuz"
+extract_vmlinux "$out/vmlinuz" "$out/vmlinux" || true
+[ -e "$out/vmlinux" ] || touch "$out/.no-vmlinux"
 printf '%s\n' "busybox-static=$bb_ver" "$kpkg=$kver" > "$out/versions"
 touch "$out/.done"
 echo "ASSETS_DIR=$out"

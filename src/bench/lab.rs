@@ -50,18 +50,28 @@ pub fn time_to_marker(
 
 /// Inside the lab: boots Debian's stock kernel with the busybox initramfs
 /// under mmuvisor and under QEMU (KVM, from the host's root via /host),
-/// `runs` times each, and prints the medians and their ratio.
+/// `runs` times each, and prints the medians and their ratio. Each VMM boots
+/// the kernel both ways it can: the bzImage (the kernel decompresses
+/// itself) and, where the lab has it, the decompressed vmlinux (mmuvisor:
+/// its ELF entry; QEMU: its PVH entry).
 pub fn nested_boot_inner(runs: usize) -> Result<(), LabError> {
     let kernel = std::env::var("MMUVISOR_GUEST_KERNEL")
         .map_err(|_| LabError::Invalid("not in the lab (MMUVISOR_GUEST_KERNEL unset)".into()))?;
     let initrd = std::env::var("MMUVISOR_GUEST_INITRD").unwrap_or_default();
+    let vmlinux = std::env::var("MMUVISOR_GUEST_VMLINUX").ok();
     let exe =
         std::env::current_exe().map_err(|e| LabError::io("cannot find", "this executable", e))?;
     // QEMU runs from the host's root: give it /dev, /proc, /sys and a /tmp.
+    // The kernels are copied into that /tmp (the lab's memory) before any
+    // timing, for both VMMs.
+    let copy_vmlinux = vmlinux
+        .as_deref()
+        .map(|v| format!(" && cp {v} /host/tmp/vmlinux"))
+        .unwrap_or_default();
     let setup = format!(
         "m() {{ grep -q \" $3 \" /proc/mounts || mount -t $1 $2 $3; }}; \
          m devtmpfs devtmpfs /host/dev; m proc proc /host/proc; m sysfs sysfs /host/sys; \
-         m tmpfs tmpfs /host/tmp; cp {kernel} /host/tmp/vmlinuz && cp {initrd} /host/tmp/initrd"
+         m tmpfs tmpfs /host/tmp; cp {kernel} /host/tmp/vmlinuz && cp {initrd} /host/tmp/initrd{copy_vmlinux}"
     );
     let ok = Command::new("sh")
         .args(["-c", &setup])
@@ -70,77 +80,71 @@ pub fn nested_boot_inner(runs: usize) -> Result<(), LabError> {
         .unwrap_or(false);
     let limit = Duration::from_secs(120);
     let cmdline = "console=ttyS0 reboot=k panic=-1 acpi=off quiet -- true";
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
+    let mut images = vec![("bzImage", "/tmp/vmlinuz")];
+    if ok && vmlinux.is_some() {
+        images.push(("vmlinux", "/tmp/vmlinux"));
+    }
+    let mut ours: Vec<Vec<Duration>> = vec![Vec::new(); images.len()];
+    let mut theirs: Vec<Vec<Duration>> = vec![Vec::new(); images.len()];
     for _ in 0..runs {
-        let mut m = Command::new(&exe);
-        m.args([
-            "run",
-            "--kernel",
-            &kernel,
-            "--initrd",
-            &initrd,
-            "--mem",
-            "256M",
-            "--vcpus",
-            "1",
-            "--cmdline",
-            "quiet -- true",
-        ]);
-        ours.push(time_to_marker(&mut m, GUEST_MARKER, limit)?);
-        if ok {
+        for (i, (_, image)) in images.iter().enumerate() {
+            let path = if ok {
+                format!("/host{image}")
+            } else {
+                kernel.clone()
+            };
+            let mut m = Command::new(&exe);
+            m.args(["run", "--kernel", &path, "--initrd", &initrd])
+                .args([
+                    "--mem",
+                    "256M",
+                    "--vcpus",
+                    "1",
+                    "--cmdline",
+                    "quiet -- true",
+                ]);
+            ours[i].push(time_to_marker(&mut m, GUEST_MARKER, limit)?);
+            if !ok {
+                continue;
+            }
             let mut q = Command::new("chroot");
-            q.args([
-                "/host",
-                "qemu-system-x86_64",
-                "-enable-kvm",
-                "-cpu",
-                "host",
-                "-m",
-                "256",
-                "-smp",
-                "1",
-            ])
-            .args([
-                "-nodefaults",
-                "-display",
-                "none",
-                "-serial",
-                "stdio",
-                "-no-reboot",
-            ])
-            .args([
-                "-kernel",
-                "/tmp/vmlinuz",
-                "-initrd",
-                "/tmp/initrd",
-                "-append",
-                cmdline,
-            ]);
+            q.args(["/host", "qemu-system-x86_64", "-enable-kvm", "-cpu", "host"])
+                .args(["-m", "256", "-smp", "1", "-nodefaults", "-display", "none"])
+                .args(["-serial", "stdio", "-no-reboot"])
+                .args([
+                    "-kernel",
+                    image,
+                    "-initrd",
+                    "/tmp/initrd",
+                    "-append",
+                    cmdline,
+                ]);
             match time_to_marker(&mut q, GUEST_MARKER, limit) {
-                Ok(d) => theirs.push(d),
-                Err(e) => println!("# qemu peer failed: {e}"),
+                Ok(d) => theirs[i].push(d),
+                Err(e) => println!("# qemu peer ({image}) failed: {e}"),
             }
         }
     }
-    let m = median(ours);
-    println!(
-        "nested-boot mmuvisor: median {:.3} s over {runs} boots (to '{GUEST_MARKER}')",
-        m.as_secs_f64()
-    );
-    if theirs.is_empty() {
+    let mut best: [Option<f64>; 2] = [None, None];
+    for (i, (what, _)) in images.iter().enumerate() {
+        let m = median(std::mem::take(&mut ours[i])).as_secs_f64();
         println!(
-            "nested-boot qemu: not measured (QEMU from the host's root did not run in the lab)"
+            "nested-boot mmuvisor {what}: median {m:.3} s over {runs} boots (to '{GUEST_MARKER}')"
         );
-    } else {
-        let q = median(theirs);
+        best[0] = Some(best[0].map_or(m, |b: f64| b.min(m)));
+        if theirs[i].is_empty() {
+            println!("nested-boot qemu {what}: not measured (QEMU from the host's root did not run in the lab)");
+            continue;
+        }
+        let q = median(std::mem::take(&mut theirs[i])).as_secs_f64();
+        println!("nested-boot qemu-system-x86_64 -enable-kvm {what}: median {q:.3} s");
+        println!("nested-boot ratio mmuvisor/qemu, both {what}: {:.2}", m / q);
+        best[1] = Some(best[1].map_or(q, |b: f64| b.min(q)));
+    }
+    if let [Some(m), Some(q)] = best {
         println!(
-            "nested-boot qemu-system-x86_64 -enable-kvm: median {:.3} s",
-            q.as_secs_f64()
-        );
-        println!(
-            "nested-boot ratio mmuvisor/qemu: {:.2} (target <= 1.0)",
-            m.as_secs_f64() / q.as_secs_f64()
+            "nested-boot ratio mmuvisor/qemu, each at its fastest: {:.2} (target <= 0.8)",
+            m / q
         );
     }
     Ok(())

@@ -18,6 +18,14 @@ impl Assets {
     pub fn guest_kernel(&self) -> PathBuf {
         self.dir.join("vmlinuz")
     }
+    /// The same kernel decompressed (an ELF with a PVH entry), where the
+    /// fetch could decompress it: booted without the kernel's own
+    /// decompressor. Too big for the lab's initramfs; the lab reads it
+    /// through the host share.
+    pub fn guest_vmlinux(&self) -> Option<PathBuf> {
+        let path = self.dir.join("vmlinux");
+        path.is_file().then_some(path)
+    }
 }
 
 /// Fetches the assets, or finds them in the cache.

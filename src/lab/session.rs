@@ -26,7 +26,7 @@ pub struct LabRun {
 pub const STDOUT_TTY_ENV: &str = "MMUVISOR_STDOUT_TTY";
 
 /// Environment lines for the command in the lab.
-fn env_script(cwd: Option<&PathBuf>) -> String {
+fn env_script(cwd: Option<&PathBuf>, assets: &assets::Assets) -> String {
     let q = |s: &str| initramfs::shell_quote(s);
     let mut env = String::new();
     env.push_str(&format!(
@@ -34,6 +34,16 @@ fn env_script(cwd: Option<&PathBuf>) -> String {
         q(&cwd.map(|c| c.display().to_string()).unwrap_or_default())
     ));
     env.push_str("export MMUVISOR_LAB=1 MMUVISOR_GUEST_KERNEL=/lab/guest/vmlinuz MMUVISOR_GUEST_INITRD=/lab/guest/initrd\n");
+    // The host's / is the lab's /host.
+    if let Some(vmlinux) = assets
+        .guest_vmlinux()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+    {
+        env.push_str(&format!(
+            "export MMUVISOR_GUEST_VMLINUX={}\n",
+            q(&format!("/host{}", vmlinux.display()))
+        ));
+    }
     {
         use std::io::IsTerminal;
         let tty = std::io::stdout().is_terminal() as u8;
@@ -102,7 +112,7 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         guest_kernel: &assets.guest_kernel(),
         guest_initrd: &guest_initrd,
         command: format!("exec {command}\n"),
-        env: env_script(cwd.as_ref()),
+        env: env_script(cwd.as_ref(), &assets),
     })?;
     // Removed on drop.
     let prefix = std::env::temp_dir().join("mmuvisor-lab-");
