@@ -160,6 +160,15 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     s.v.figure("rounds", tally.rounds as f64);
     s.v.figure("conversions", tally.conversions as f64);
     s.v.figure("guest_increments", incs.iter().sum::<u64>() as f64);
+    let res_ns = timer_resolution_ns();
+    s.v.figure("timer_resolution_ns", res_ns as f64);
+    if res_ns >= 1_000_000 {
+        s.v.note(format!(
+            "timers here resolve to {} us, so the converters' {} us pauses last a tick: the race window is opened far less often (in the lab, tsc=reliable gives high-resolution timers)",
+            res_ns / 1000,
+            PAUSE.as_micros()
+        ));
+    }
     if tally.conversions == 0 || incs.iter().all(|&i| i == 0) {
         return Err(DrillError::Host(format!(
             "nothing raced: {} conversions, {} guest increments in {secs:.1} s",
@@ -196,4 +205,19 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         format!("counters after the race: {}", lost.join(", ")),
     );
     s.finish()
+}
+
+/// CLOCK_MONOTONIC's resolution: 1 ns with high-resolution timers, a tick
+/// (e.g. 1 ms) without them.
+fn timer_resolution_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
