@@ -4,6 +4,7 @@
 
 pub mod assets;
 pub mod cache;
+pub mod clock;
 pub mod cpio;
 pub mod embedded;
 pub mod initramfs;

@@ -102,6 +102,18 @@ fn share(cmd: &mut Command, tag: &str, path: &Path, readonly: bool) {
     ]);
 }
 
+/// QEMU's monitor: none, or a unix socket where MMUVISOR_LAB_MONITOR names
+/// one (to look at a lab that hangs: `info registers`, `info lapic`).
+fn monitor() -> [String; 2] {
+    let socket = std::env::var_os("MMUVISOR_LAB_MONITOR").map(|p| {
+        format!(
+            "unix:{},server=on,wait=off",
+            p.to_string_lossy().replace(',', ",,")
+        )
+    });
+    ["-monitor".into(), socket.unwrap_or_else(|| "none".into())]
+}
+
 fn stop(child: &mut Child) {
     // SAFETY: kill(2) on our own child's pid; at worst it fails with ESRCH.
     unsafe {
@@ -123,11 +135,13 @@ fn stop(child: &mut Child) {
 pub fn run(vm: &LabVm) -> Result<i32, LabError> {
     let qemu = super::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
     let mut cmd = Command::new(qemu);
-    if host_has_nested_kvm() {
+    let clock = if host_has_nested_kvm() {
         cmd.args(["-enable-kvm", "-cpu", "host"]);
+        String::new()
     } else {
         cmd.args(["-accel", "tcg,thread=single", "-cpu", "max"]);
-    }
+        super::clock::tsc_cmdline()
+    };
     // QEMU's microvm machine: no PCI, no ACPI, no firmware tables to parse,
     // virtio-mmio devices that QEMU names on the kernel's command line, an
     // MP table for the CPUs. Two NUMA nodes, so move_pages has somewhere to
@@ -140,7 +154,8 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
     // clocksource watchdog either marks it unstable or it is never used for
     // them: hrtimers then stay at the 1 ms tick, a 50 us sleep takes 1-2 ms,
     // and exclusive-race caught known-bad 0006 in 3 of 5 runs (5 of 5, in
-    // 0.7 s on average, with high-resolution timers).
+    // 0.7 s on average, with high-resolution timers). The TSC's rate comes
+    // from the host (lab/clock.rs), so the kernel does not calibrate it.
     cmd.args(["-M", "microvm,acpi=off,x-option-roms=off"])
         .args(["-m", &vm.mem_mib.to_string(), "-smp", &vm.cpus.to_string()])
         .args([
@@ -149,10 +164,9 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
             "none",
             "-serial",
             "stdio",
-            "-monitor",
-            "none",
             "-no-reboot",
         ])
+        .args(monitor())
         .arg("-kernel")
         .arg(&vm.kernel)
         .arg("-initrd")
@@ -160,7 +174,7 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
         .args([
             "-append",
             &format!(
-                "console=ttyS0 panic=-1 quiet loglevel=3 numa=fake=2 reboot=t tsc=reliable rdinit=/init {}",
+                "console=ttyS0 panic=-1 quiet loglevel=3 numa=fake=2 reboot=t tsc=reliable {clock} rdinit=/init {}",
                 vm.append
             ),
         ]);
