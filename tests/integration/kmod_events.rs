@@ -236,20 +236,7 @@ fn device_of_child() -> (NotifierClient, libc::pid_t, impl FnOnce()) {
             libc::_exit(0);
         }
     }
-    let mut child_fd = -1i32;
-    // SAFETY: reads 4 bytes into child_fd, then takes a duplicate of the
-    // child's device file with pidfd_open/pidfd_getfd.
-    let file = unsafe {
-        assert_eq!(libc::read(fds[0], (&mut child_fd as *mut i32).cast(), 4), 4);
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
-        assert!(pidfd >= 0, "pidfd_open");
-        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, child_fd, 0) as i32;
-        assert!(fd >= 0, "pidfd_getfd: {}", io::Error::last_os_error());
-        libc::close(pidfd);
-        use std::os::unix::io::FromRawFd;
-        File::from_raw_fd(fd)
-    };
-    let dev = NotifierClient::from_file(file).expect("device of the child");
+    let dev = child_device(pid, fds[0], "child did not send its fd");
     let w = go[1];
     let exit = move || {
         // SAFETY: writes one byte to our pipe.

@@ -96,21 +96,7 @@ fn lab_oom_kill_while_exclusive() {
             }
         }
     }
-    let mut child_fd = -1i32;
-    // SAFETY: reads 4 bytes into child_fd; then takes a duplicate of the
-    // child's device file with pidfd_open/pidfd_getfd.
-    let file = unsafe {
-        let n = libc::read(fds[0], (&mut child_fd as *mut i32).cast(), 4);
-        assert_eq!(n, 4, "child did not convert");
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
-        assert!(pidfd >= 0, "pidfd_open");
-        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, child_fd, 0) as i32;
-        assert!(fd >= 0, "pidfd_getfd: {}", io::Error::last_os_error());
-        libc::close(pidfd);
-        use std::os::unix::io::FromRawFd;
-        File::from_raw_fd(fd)
-    };
-    let d = NotifierClient::from_file(file).expect("device of the child");
+    let d = child_device(pid, fds[0], "child did not convert");
     let mut status = 0;
     // SAFETY: waits for our child.
     unsafe { libc::waitpid(pid, &mut status, 0) };

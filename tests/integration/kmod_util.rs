@@ -122,3 +122,25 @@ pub fn split_clear_covers(ev: &[NotifierEvent], addr: u64) -> bool {
             && addr < e.end
     })
 }
+
+/// The device file of child `pid`: reads the child's fd number from the
+/// pipe end `from` (4 bytes, or panics with `what`), then takes a duplicate
+/// of that fd with pidfd_open/pidfd_getfd. The file lives on in this
+/// process whatever the child does next.
+pub fn child_device(pid: libc::pid_t, from: libc::c_int, what: &str) -> NotifierClient {
+    let mut child_fd = -1i32;
+    // SAFETY: reads 4 bytes into child_fd; the syscalls take plain integers
+    // and the fd they return is owned by the File from here on.
+    let file = unsafe {
+        let n = libc::read(from, (&mut child_fd as *mut i32).cast(), 4);
+        assert_eq!(n, 4, "{what}");
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        assert!(pidfd >= 0, "pidfd_open");
+        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, child_fd, 0) as i32;
+        assert!(fd >= 0, "pidfd_getfd: {}", io::Error::last_os_error());
+        libc::close(pidfd);
+        use std::os::unix::io::FromRawFd;
+        File::from_raw_fd(fd)
+    };
+    NotifierClient::from_file(file).expect("device of the child")
+}
