@@ -23,12 +23,16 @@ fi
 for m in /lab/modules/*.ko; do
 	[ -e "$m" ] && { insmod "$m" || echo "[lab] insmod $m failed"; }
 done
-# Swap for the reclaim drills: a loop device over a tmpfs file, which keeps
-# swap-cache folios the way a disk does. zram only where there is no loop
-# device: it is a synchronous device, whose swap-ins drop the swap cache, so
-# one case of exclusive-reclaim cannot happen on it.
+# Swap for the reclaim drills: a loop device over a ramfs file, which keeps
+# swap-cache folios the way a disk does. ramfs, not tmpfs: tmpfs pages can
+# themselves be swapped, so reclaim could write the swap file's own pages to
+# the swap device it backs (a debug-kernel lab hung once under OOM with it).
+# zram only where there is no loop device: it is a synchronous device, whose
+# swap-ins drop the swap cache, so one case of exclusive-reclaim cannot
+# happen on it.
 if [ -e /dev/loop0 ]; then
-	{ dd if=/dev/zero of=/run/swap bs=1M count=64 2>/dev/null && losetup /dev/loop0 /run/swap &&
+	mkdir -p /run/swapfs && mount -t ramfs ramfs /run/swapfs
+	{ dd if=/dev/zero of=/run/swapfs/swap bs=1M count=64 2>/dev/null && losetup /dev/loop0 /run/swapfs/swap &&
 		mkswap /dev/loop0 >/dev/null && swapon /dev/loop0; } || echo "[lab] cannot set up loop swap"
 elif [ -e /sys/block/zram0/disksize ]; then
 	{ echo 256M > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && swapon /dev/zram0; } ||
