@@ -26,9 +26,9 @@ pub fn host_tsc_khz() -> Option<u64> {
     if !host_has_constant_tsc() {
         return None;
     }
-    let (t0, c0) = (Instant::now(), rdtsc());
+    let (t0, c0) = stamp()?;
     std::thread::sleep(MEASURE);
-    let (c1, t1) = (rdtsc(), Instant::now());
+    let (t1, c1) = stamp()?;
     let ns = u64::try_from((t1 - t0).as_nanos()).ok()?;
     let khz = c1.checked_sub(c0)?.checked_mul(1_000_000)? / ns.max(1);
     // Anything outside 100 MHz..100 GHz is a measuring error, not a TSC.
@@ -41,6 +41,19 @@ pub fn tsc_cmdline() -> String {
     host_tsc_khz()
         .map(|khz| format!("tsc_early_khz={khz}"))
         .unwrap_or_default()
+}
+
+/// The monotonic clock and the TSC read together: a pair whose two TSC
+/// reads bracket the clock read within 100k cycles (tens of µs), so a
+/// preemption between the reads cannot skew the rate by milliseconds.
+fn stamp() -> Option<(Instant, u64)> {
+    (0..8).find_map(|_| {
+        let before = rdtsc();
+        let now = Instant::now();
+        let after = rdtsc();
+        let gap = after.checked_sub(before)?;
+        (gap < 100_000).then_some((now, before + gap / 2))
+    })
 }
 
 fn host_has_constant_tsc() -> bool {
