@@ -34,19 +34,26 @@ fn prereq(name: &'static str, r: Result<String, String>) -> Prereq {
     }
 }
 
+/// Whether the host CPU shows `flag` in /proc/cpuinfo (false where it
+/// cannot be read).
+pub fn cpu_has(flag: &str) -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("flags"))
+                .map(|l| l.split_whitespace().any(|f| f == flag))
+        })
+        .unwrap_or(false)
+}
+
 fn kvm() -> Result<String, String> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .map_err(|e| format!("/dev/kvm: {e} (load kvm_intel or kvm_amd; run as root)"))?;
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .unwrap_or_default();
-    let has = |f: &str| flags.split_whitespace().any(|w| w == f);
-    match (has("vmx"), has("svm")) {
+    match (cpu_has("vmx"), cpu_has("svm")) {
         (true, _) => Ok("/dev/kvm usable, VMX".into()),
         (_, true) => Ok("/dev/kvm usable, SVM".into()),
         _ => Err(

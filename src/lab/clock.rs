@@ -23,7 +23,7 @@ const MEASURE: Duration = Duration::from_millis(25);
 /// The host TSC's rate in kHz, measured against the monotonic clock; `None`
 /// where the host's TSC does not tick at a constant rate.
 pub fn host_tsc_khz() -> Option<u64> {
-    if !host_has_constant_tsc() {
+    if !crate::host::cpu_has("constant_tsc") {
         return None;
     }
     let (t0, c0) = stamp()?;
@@ -54,17 +54,6 @@ fn stamp() -> Option<(Instant, u64)> {
         let gap = after.checked_sub(before)?;
         (gap < 100_000).then_some((now, before + gap / 2))
     })
-}
-
-fn host_has_constant_tsc() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("flags"))
-                .map(|l| l.split_whitespace().any(|f| f == "constant_tsc"))
-        })
-        .unwrap_or(false)
 }
 
 fn rdtsc() -> u64 {

@@ -63,12 +63,7 @@ pub fn host_has_nested_kvm() -> bool {
         .write(true)
         .open("/dev/kvm")
         .is_ok();
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .unwrap_or("");
-    let hw = flags.split_whitespace().any(|f| f == "vmx" || f == "svm");
+    let hw = crate::host::cpu_has("vmx") || crate::host::cpu_has("svm");
     let nested = [
         "/sys/module/kvm_amd/parameters/nested",
         "/sys/module/kvm_intel/parameters/nested",
