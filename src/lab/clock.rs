@@ -15,6 +15,7 @@
 //! 10 of 10 boots came up with the TSC clocksource and high-resolution
 //! timers.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long the host TSC is measured: enough for an error near 50 ppm.
@@ -37,8 +38,10 @@ pub fn host_tsc_khz() -> Option<u64> {
 
 /// The kernel command-line word that hands the lab kernel its TSC rate, or
 /// nothing where it cannot be measured (the kernel then calibrates).
+/// Measured once per process: a matrix or the kill matrix boots many labs.
 pub fn tsc_cmdline() -> String {
-    host_tsc_khz()
+    static RATE: OnceLock<Option<u64>> = OnceLock::new();
+    RATE.get_or_init(host_tsc_khz)
         .map(|khz| format!("tsc_early_khz={khz}"))
         .unwrap_or_default()
 }
