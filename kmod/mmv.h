@@ -147,4 +147,11 @@ unsigned long mmv_revoke_locked(struct mmv_ctx *ctx, unsigned long start,
 void mmv_free_pages(struct mmv_ctx *ctx);
 bool mmv_have_exclusive(void);
 
+#ifdef MMV_API_RANGE
+/* mmv_range.c: the pre-6.15 make_device_exclusive_range() path. */
+struct page *mmv_range_exclusive(struct mm_struct *mm, unsigned long addr,
+				 unsigned long limit, void *owner,
+				 struct folio **foliop, unsigned long *nrp);
+#endif
+
 #endif /* _MMV_H */

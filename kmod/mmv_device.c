@@ -87,111 +87,17 @@ void mmv_free_pages(struct mmv_ctx *ctx)
 }
 
 #ifdef MMV_API_RANGE
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 15, 0)
-/*
- * Test-only (make MMUVISOR_API=range): the pre-6.15 range API emulated on
- * make_device_exclusive(), so that the path below can be built and run on
- * a newer kernel. Like the original: returns the pages GUP found, a NULL
- * entry for a page that could not be made exclusive; one page per call.
- */
-static int mmv_test_make_device_exclusive_range(struct mm_struct *mm,
-						unsigned long start,
-						unsigned long end,
-						struct page **pages,
-						void *owner)
+static struct page *mmv_exclusive_one(struct mmv_ctx *ctx, unsigned long addr,
+				      struct folio **foliop, unsigned long *nrp)
 {
-	struct folio *folio;
-	struct page *page;
-
-	if (end - start != PAGE_SIZE)
-		return -EINVAL;
-	page = make_device_exclusive(mm, start, owner, &folio);
-	if (IS_ERR(page)) {
-		if (PTR_ERR(page) == -EOPNOTSUPP) {
-			pages[0] = NULL;
-			return 1;
-		}
-		return PTR_ERR(page);
-	}
-	pages[0] = page;
-	return 1;
-}
-#define make_device_exclusive_range mmv_test_make_device_exclusive_range
-#endif
-
-/*
- * Why make_device_exclusive_range() gave no page: a page of a large folio
- * is refused for good (it never converts a tail page), anything else
- * (folio locked elsewhere, a racing fault) is worth a retry.
- */
-static int mmv_range_refused(struct mm_struct *mm, unsigned long addr)
-{
-	struct page *page;
-	bool large;
-
-	if (get_user_pages_remote(mm, addr, 1, 0, &page, NULL) != 1)
-		return -EAGAIN;
-	large = folio_test_large(page_folio(page));
-	put_page(page);
-	return large ? -EOPNOTSUPP : -EAGAIN;
-}
-
-/*
- * The range API converted the head page of a large folio, and with it every
- * page of the folio mapped in this mm, though it returns one page: fault
- * them all back (the CPU takes them) rather than hold pages the device
- * cannot account for. Caller holds the mmap lock, not the folio lock.
- */
-static void mmv_range_restore(struct mm_struct *mm, unsigned long addr,
-			      unsigned long nr)
-{
-	struct vm_area_struct *vma = vma_lookup(mm, addr);
-	unsigned long end;
-
-	if (!vma)
-		return;
-	end = min(vma->vm_end, addr + nr * PAGE_SIZE);
-	for (; addr < end; addr += PAGE_SIZE)
-		fixup_user_fault(mm, addr, FAULT_FLAG_WRITE, NULL);
-}
-
-/*
- * Pre-6.15: make_device_exclusive_range() on one page. Pages of large
- * folios fail at once with -EOPNOTSUPP (a tail page would never convert;
- * the head page converts the whole folio); a NULL page otherwise (folio
- * locked elsewhere) is retried by the caller until its timeout (-EAGAIN).
- */
-static struct page *mmv_exclusive_one(struct mm_struct *mm, unsigned long addr,
-				      void *owner, struct folio **foliop)
-{
-	struct page *page = NULL;
-	struct folio *folio;
-	unsigned long nr;
-	int n;
-
-	n = make_device_exclusive_range(mm, addr, addr + PAGE_SIZE, &page, owner);
-	if (n < 0)
-		return ERR_PTR(n);
-	if (n == 0)
-		return ERR_PTR(-EFAULT);
-	if (!page)
-		return ERR_PTR(mmv_range_refused(mm, addr));
-	folio = page_folio(page);
-	if (folio_test_large(folio)) {
-		nr = folio_nr_pages(folio);
-		folio_unlock(folio);
-		folio_put(folio);
-		mmv_range_restore(mm, addr, nr);
-		return ERR_PTR(-EOPNOTSUPP);
-	}
-	*foliop = folio;
-	return page;
+	return mmv_range_exclusive(ctx->mm, addr, ctx->end, ctx, foliop, nrp);
 }
 #elif defined(MMV_API_FOLIO)
-static struct page *mmv_exclusive_one(struct mm_struct *mm, unsigned long addr,
-				      void *owner, struct folio **foliop)
+static struct page *mmv_exclusive_one(struct mmv_ctx *ctx, unsigned long addr,
+				      struct folio **foliop, unsigned long *nrp)
 {
-	return make_device_exclusive(mm, addr, owner, foliop);
+	*nrp = 1;
+	return make_device_exclusive(ctx->mm, addr, ctx, foliop);
 }
 #endif
 
@@ -217,37 +123,103 @@ static int mmv_check_vma(struct mm_struct *mm, unsigned long addr)
 	return 0;
 }
 
-/* Fault the page in writable (restoring a device-exclusive entry, breaking COW). */
-static int mmv_fault_in(struct mm_struct *mm, unsigned long addr)
+/*
+ * Fault nr pages from addr in writable (restoring device-exclusive entries,
+ * breaking COW).
+ */
+static int mmv_fault_in(struct mm_struct *mm, unsigned long addr,
+			unsigned long nr)
 {
+	unsigned long end;
 	int ret;
 
 	if (mmap_read_lock_killable(mm))
 		return -EINTR;
 	ret = mmv_check_vma(mm, addr);
-	if (!ret)
-		ret = fixup_user_fault(mm, addr, FAULT_FLAG_WRITE, NULL);
+	if (!ret) {
+		end = min(vma_lookup(mm, addr)->vm_end, addr + nr * PAGE_SIZE);
+		for (; !ret && addr < end; addr += PAGE_SIZE)
+			ret = fixup_user_fault(mm, addr, FAULT_FLAG_WRITE, NULL);
+	}
 	mmap_read_unlock(mm);
 	return ret;
 }
 
 /*
- * 1: converted and installed, 0: already held, < 0: error. The page's slot
- * in the device page table is reserved (allocated) once its VMA passed the
+ * Caller holds the device lock, inside a read section that held. Records
+ * the nr pages from idx (page and the ones after it in its folio) as held.
+ * Returns how many were recorded (the ones after a failure are not), 0 if
+ * the first was held already, < 0 if none could be.
+ */
+static long mmv_install_locked(struct mmv_ctx *ctx, unsigned long idx,
+			       struct page *page, unsigned long nr)
+{
+	unsigned long pfn = page_to_pfn(page), i;
+	void *old;
+	int ret;
+
+	if (pfn + nr - 1 > MMV_REC_PFN_MAX)
+		return -EOVERFLOW;	/* cannot happen with 52-bit physical addresses */
+	for (i = 0; i < nr; i++) {
+		/* A bug of ours: another install won the same read section. */
+		if (WARN_ON_ONCE(xa_get_mark(&ctx->pages, idx + i, MMV_HELD))) {
+			if (!i)
+				return 0;
+			continue;
+		}
+		old = xa_load(&ctx->pages, idx + i);
+		/*
+		 * The slot is reserved: this store does not allocate, unless a
+		 * racing call for the same page gave it back (GFP_NOWAIT then).
+		 */
+		ret = xa_err(__xa_store(&ctx->pages, idx + i,
+					mmv_rec(MMUVISOR_PAGE_HELD, mmv_rec_revs(old),
+						pfn + i),
+					GFP_NOWAIT | __GFP_NOWARN));
+		if (ret)
+			return i ? i : ret;
+		__xa_set_mark(&ctx->pages, idx + i, MMV_HELD);
+		ctx->pages_held++;
+		ctx->conversions++;
+	}
+	return nr;
+}
+
+/* Reserve the device page table's slots for the pages after idx. */
+static void mmv_reserve_more(struct mmv_ctx *ctx, unsigned long idx,
+			     unsigned long nr, bool release)
+{
+	unsigned long i;
+
+	for (i = 1; i < nr; i++) {
+		if (release)
+			xa_release(&ctx->pages, idx + i);
+		else if (xa_reserve(&ctx->pages, idx + i, GFP_KERNEL))
+			break;	/* the install stores with GFP_NOWAIT then */
+	}
+}
+
+/*
+ * Converts the page at addr: > 0 pages converted and installed, counting
+ * at most left (more than one where the kernel converted a whole large
+ * folio, see mmv_range.c), 0: already held, < 0: error. The page's slot in
+ * the device page table is reserved (allocated) once its VMA passed the
  * checks, before the conversion, and given back unless the page got
  * installed.
  */
-static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
+static long mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr,
+			     u64 left)
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(MMV_RETRY_TIMEOUT_MS);
 	unsigned long idx = mmv_index(ctx, addr);
+	unsigned long nr = 1, lost_nr = 1;
 	struct mm_struct *mm = ctx->mm;
 	struct folio *folio;
 	struct page *page;
 	unsigned long seq;
 	bool prefault, reserve, reserved = false;
 	void *old;
-	int ret;
+	long ret;
 
 	old = xa_load(&ctx->pages, idx);
 	if (xa_get_mark(&ctx->pages, idx, MMV_HELD))
@@ -271,10 +243,11 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 		 * (COW after fork), make_device_exclusive() first faults it
 		 * back, and that invalidation inside the read section would
 		 * fail the install every time. After a lost race, fault the
-		 * page in writable before the read section instead.
+		 * pages in writable before the read section instead (all of
+		 * a large folio the range API converted whole).
 		 */
 		if (prefault) {
-			ret = mmv_fault_in(mm, addr);
+			ret = mmv_fault_in(mm, addr, lost_nr);
 			if (ret)
 				goto out_release;
 		}
@@ -288,7 +261,7 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 			reserved = !ret;
 			reserve = false;
 		}
-		page = ret ? ERR_PTR(ret) : mmv_exclusive_one(mm, addr, ctx, &folio);
+		page = ret ? ERR_PTR(ret) : mmv_exclusive_one(ctx, addr, &folio, &nr);
 		mmap_read_unlock(mm);
 		if (IS_ERR(page)) {
 			ret = PTR_ERR(page);
@@ -297,6 +270,8 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 			cond_resched();
 			continue;
 		}
+		if (nr > 1)
+			mmv_reserve_more(ctx, idx, nr, false);
 
 		mmv_dev_lock(ctx);
 		if (!mmu_interval_read_retry(&ctx->notifier, seq))
@@ -306,39 +281,25 @@ static int mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr)
 		folio_unlock(folio);
 		folio_put(folio);
 		prefault = true;
+		lost_nr = nr;
 		cond_resched();
 	}
 
-	/* Install the device mapping; the page stays ours until revoked. */
-	old = xa_load(&ctx->pages, idx);
-	ret = 1;
-	if (WARN_ON_ONCE(xa_get_mark(&ctx->pages, idx, MMV_HELD))) {
-		/* A bug of ours: another install won the same read section. */
-		ret = 0;
-	} else if (page_to_pfn(page) > MMV_REC_PFN_MAX) {
-		ret = -EOVERFLOW;	/* cannot happen with 52-bit physical addresses */
-	} else {
-		/*
-		 * The slot is reserved: this store does not allocate, unless a
-		 * racing call for the same page gave it back (GFP_NOWAIT then).
-		 */
-		ret = xa_err(__xa_store(&ctx->pages, idx,
-					mmv_rec(MMUVISOR_PAGE_HELD, mmv_rec_revs(old),
-						page_to_pfn(page)),
-					GFP_NOWAIT | __GFP_NOWARN));
-		if (!ret) {
-			__xa_set_mark(&ctx->pages, idx, MMV_HELD);
-			ctx->pages_held++;
-			ctx->conversions++;
-			ret = 1;
-		}
-	}
+	/* Install the device mapping; the pages stay ours until revoked. */
+	ret = mmv_install_locked(ctx, idx, page, nr);
 	mmv_dev_unlock(ctx);
 
 	folio_unlock(folio);
 	folio_put(folio);
-	if (ret == 1)
-		return 1;
+	if (nr > 1) {
+		mmv_reserve_more(ctx, idx, nr, true);
+		/* Converted by the kernel, not recorded: back to the CPU. */
+		if (ret >= 0 && ret < nr)
+			mmv_fault_in(mm, addr + max(ret, 1L) * PAGE_SIZE,
+				     nr - max(ret, 1L));
+	}
+	if (ret > 0)
+		return min_t(u64, ret, left);
 out_release:
 	if (reserved)
 		xa_release(&ctx->pages, idx);
@@ -366,9 +327,9 @@ int mmv_make_exclusive(struct mmv_ctx *ctx, struct mmuvisor_range *r)
 		if (signal_pending(current) ||
 		    (i && rwsem_is_contended(&ctx->attach_sem)))
 			return r->count ? 0 : -EINTR;
-		ret = mmv_convert_page(ctx, addr);
+		ret = mmv_convert_page(ctx, addr, r->npages - i);
 		if (ret > 0)
-			r->count++;
+			r->count += ret;
 		if (ret >= 0)
 			ret = 0;
 		cond_resched();

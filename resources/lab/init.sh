@@ -12,7 +12,9 @@ mount -t tmpfs tmpfs /run
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 opts=trans=virtio,version=9p2000.L,msize=524288,cache=loose
-mount -t 9p -o "$opts" labout /lab/out || echo "[lab] cannot mount the output share"
+# The output share writes through (no cache): what the command wrote before
+# a kernel crash reaches the host.
+mount -t 9p -o "${opts%,cache=loose}" labout /lab/out || echo "[lab] cannot mount the output share"
 mount -t 9p -o "$opts,ro" hostroot /host || echo "[lab] cannot mount the host's root"
 . /lab/env.sh
 if [ -n "$LAB_CWD" ]; then

@@ -144,6 +144,7 @@ pub fn exec(args: Args) -> CmdResult {
     let mut reports = Vec::new();
     for (i, d) in drills.into_iter().enumerate() {
         log::info!("drill {}", d.name);
+        runner::note_running(d.name);
         let r = runner::run_with_timeout(d, &cfg, args.timeline.as_deref(), timeout);
         match format {
             Format::Human => emit(&mut out, &human(&r)),
@@ -152,6 +153,7 @@ pub fn exec(args: Args) -> CmdResult {
         }
         reports.push(r);
     }
+    runner::note_running("");
     match format {
         Format::Ktap => emit(&mut out, &ktap::footer(&reports)),
         Format::Json => emit(&mut out, &json::render(&reports)),

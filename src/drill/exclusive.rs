@@ -297,21 +297,15 @@ pub const THP_PAGES: u64 = 512;
 
 /// The common start of the large-folio drills: a guest whose first 2 MiB of
 /// data pages are one THP, filled, with [`INITIAL`] written to `page`, and
-/// a device context. Skips where THP is off, where guest RAM did not get a
-/// THP, and before 6.15, where make_device_exclusive_range() refuses (returns
-/// no page for) a page of a large folio: the kernel does not offer what
-/// these drills test, which is not a broken contract.
+/// a device context. Skips where THP is off and where guest RAM did not get
+/// a THP. Before 6.15 ([`whole_folio_conversion`]) `page` must be the head
+/// page (0).
 pub fn thp_guest(ctx: &Ctx, page: u64) -> DrillResult<(Session, Box<dyn ExclusiveDevice>)> {
     thp_available().map_err(DrillError::Skip)?;
     let mut spec = GuestSpec::of(&ctx.cfg);
     spec.thp = true;
     let mut s = ctx.start(spec, TraceMode::ThisProcess)?;
     let dev = ctx.device(&s)?;
-    if NotifierClient::open().is_ok_and(|c| c.version().range_api) {
-        return Err(DrillError::Skip(
-            "kernel before 6.15: make_device_exclusive_range() does not convert a page of a large folio".into(),
-        ));
-    }
     s.madvise(0, THP_PAGES, libc::MADV_HUGEPAGE)
         .map_err(host_err("madvise(MADV_HUGEPAGE)"))?;
     s.step(0, Op::FillRange(THP_PAGES as u32), 0)?;
@@ -327,4 +321,49 @@ pub fn thp_guest(ctx: &Ctx, page: u64) -> DrillResult<(Session, Box<dyn Exclusiv
 /// Pages the exclusive drills use.
 pub fn pages(s: &Session, want: u64) -> u64 {
     want.clamp(3, s.max_pages())
+}
+
+/// Before 6.15 the kernel converts a large folio only through its head page
+/// (make_device_exclusive_range() gives no page for a tail page) and then
+/// converts every page of it; the module records the whole folio.
+pub fn whole_folio_conversion() -> bool {
+    NotifierClient::open().is_ok_and(|c| c.version().range_api)
+}
+
+/// The device holds exactly the pages `first..first + n` that the host page
+/// table shows device-exclusive (not present, a swap-type entry): what the
+/// kernel converted is what the device recorded, no more, no less. Returns
+/// how many it holds.
+pub fn check_holds_what_kernel_converted(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    first: u64,
+    n: u64,
+    label: &str,
+) -> DrillResult<u64> {
+    let mut wrong = Vec::new();
+    let mut held_pages = 0;
+    for p in first..first + n {
+        let pm = s.pagemap(p)?;
+        let exclusive = !pm.present() && pm.swapped();
+        let held = dev.query(s.hva(p)?).map_err(dev_err("query"))? == Held::Now;
+        held_pages += held as u64;
+        if exclusive != held {
+            wrong.push(format!(
+                "page {p}: pagemap {}, device {}",
+                pm.describe(),
+                if held { "holds it" } else { "does not hold it" }
+            ));
+        }
+    }
+    s.v.check(
+        "device-holds-what-kernel-converted",
+        wrong.is_empty(),
+        format!(
+            "{label}{} of {n} pages differ between the host page table and the device's record ({})",
+            wrong.len(),
+            wrong.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        ),
+    );
+    Ok(held_pages)
 }

@@ -79,6 +79,31 @@ pub fn select(names: &[String]) -> Result<Vec<&'static Drill>, String> {
         .collect()
 }
 
+/// Names a file that `mmuvisor drill` keeps the running drill's name in
+/// (empty once all ended): after a kernel crash it says which drill the
+/// kernel died in (the lab's matrix sets it).
+pub const RUNNING_ENV: &str = "MMUVISOR_DRILL_RUNNING";
+
+/// Records `name` as the running drill where [`RUNNING_ENV`] asks for it.
+pub fn note_running(name: &str) {
+    if let Some(path) = std::env::var_os(RUNNING_ENV) {
+        let _ = std::fs::write(path, name);
+    }
+}
+
+/// A comma-separated list of drills that `mmuvisor drill` reports as
+/// skipped without running them: they ran in an earlier lab, or crashed
+/// its kernel (the lab's matrix sets it to go on after a crash).
+pub const DONE_ENV: &str = "MMUVISOR_DRILL_DONE";
+
+/// Why drill `name` is not run here, if [`DONE_ENV`] lists it.
+pub fn done_elsewhere(name: &str) -> Option<String> {
+    let list = std::env::var(DONE_ENV).ok()?;
+    list.split(',')
+        .any(|n| n == name)
+        .then(|| format!("ran in an earlier lab ({DONE_ENV})"))
+}
+
 /// Runs one drill on its own thread and gives up waiting after `timeout`:
 /// a hung drill becomes a `Timeout` report and the caller goes on (the
 /// thread is left behind; the process exit ends it).
@@ -119,7 +144,7 @@ pub fn run_with_timeout(
 /// Runs one drill to a report; writes its timeline into `timeline_dir`.
 pub fn run_one(d: &Drill, cfg: &DrillConfig, timeline_dir: Option<&Path>) -> Report {
     let t0 = Instant::now();
-    let outcome = match missing(d.needs) {
+    let outcome = match done_elsewhere(d.name).or_else(|| missing(d.needs)) {
         Some(why) => Outcome::Skip(why),
         None => {
             let ctx = Ctx {

@@ -20,6 +20,7 @@ pub const KMOD: Files = &[
     ("mmv_main.c", include_str!("../../kmod/mmv_main.c")),
     ("mmv_events.c", include_str!("../../kmod/mmv_events.c")),
     ("mmv_device.c", include_str!("../../kmod/mmv_device.c")),
+    ("mmv_range.c", include_str!("../../kmod/mmv_range.c")),
     (
         "include/uapi/linux/mmuvisor.h",
         include_str!("../../kmod/include/uapi/linux/mmuvisor.h"),

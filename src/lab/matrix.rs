@@ -18,9 +18,19 @@ use std::path::{Path, PathBuf};
 pub struct KernelColumn {
     pub label: String,
     pub results: Result<(Vec<Parsed>, i32), String>,
+    /// Where the lab did not finish (a kernel crash): the results it
+    /// printed before, and the drill it died in as `crash`.
+    pub partial: Vec<Parsed>,
 }
 
 impl KernelColumn {
+    /// The drills' results: all of them, or those before a crash.
+    pub fn drills(&self) -> &[Parsed] {
+        self.results
+            .as_ref()
+            .map_or(&self.partial[..], |r| &r.0[..])
+    }
+
     /// Why this kernel fails the matrix, if it does.
     pub fn failure(&self) -> Option<String> {
         let (rs, status) = match &self.results {
@@ -29,7 +39,12 @@ impl KernelColumn {
         };
         let bad: Vec<String> = rs
             .iter()
-            .filter(|r| matches!(r.result, ParsedResult::NotOk | ParsedResult::Error))
+            .filter(|r| {
+                matches!(
+                    r.result,
+                    ParsedResult::NotOk | ParsedResult::Error | ParsedResult::Crash
+                )
+            })
             .map(|r| format!("{} {}", r.name, r.result.word()))
             .collect();
         match (bad.is_empty(), *status) {
@@ -97,7 +112,7 @@ pub fn table(cols: &[(&str, Option<&[Parsed]>)], extra: &[(&str, Vec<String>)]) 
 pub fn render(cols: &[KernelColumn]) -> (String, bool) {
     let grid: Vec<(&str, Option<&[Parsed]>)> = cols
         .iter()
-        .map(|c| (c.label.as_str(), c.results.as_ref().ok().map(|r| &r.0[..])))
+        .map(|c| (c.label.as_str(), Some(c.drills())))
         .collect();
     let status: Vec<String> = cols
         .iter()
@@ -145,7 +160,7 @@ pub fn json(cols: &[KernelColumn]) -> String {
             }
         }
         let _ = write!(s, "\"passed\": {}, \"drills\": [", c.failure().is_none());
-        let rs = c.results.as_ref().map(|r| &r.0[..]).unwrap_or_default();
+        let rs = c.drills();
         for (j, r) in rs.iter().enumerate() {
             let checks: Vec<String> = r.failed_checks.iter().map(|c| string(c)).collect();
             let _ = write!(
@@ -214,15 +229,96 @@ fn write_json(path: &Path, text: &str) -> Result<(), LabError> {
     Ok(())
 }
 
+/// Labs per kernel at most: after a kernel crash the command runs again
+/// in a fresh lab, without the drills that ran or crashed (so a kernel that
+/// dies in one drill still gets a result for the others).
+const MAX_LABS: usize = 4;
+
 fn run_one(req: &MatrixRun, version: &str) -> Result<KernelColumn, LabError> {
+    let mut partial: Vec<Parsed> = Vec::new();
+    let mut crashes = Vec::new();
+    for _ in 0..MAX_LABS {
+        let done: Vec<&str> = partial.iter().map(|p| p.name.as_str()).collect();
+        match lab_once(req, version, &done.join(","))? {
+            LabOnce::Finished(results) => {
+                let results = results.map(|(rs, status)| (merge(&partial, rs), status));
+                let results = match (results, crashes.is_empty()) {
+                    (Ok(r), false) => {
+                        partial = r.0;
+                        Err(crashes.join("; "))
+                    }
+                    (r, _) => r,
+                };
+                return Ok(KernelColumn {
+                    label: version.to_string(),
+                    results,
+                    partial,
+                });
+            }
+            LabOnce::Crashed {
+                printed,
+                running,
+                line,
+            } => {
+                let before = partial.len();
+                partial = merge(&partial, printed);
+                let Some(running) = running else {
+                    crashes.push(format!("the lab kernel crashed: {line}"));
+                    break;
+                };
+                crashes.push(format!("the lab kernel crashed in drill {running}: {line}"));
+                partial.push(Parsed {
+                    name: running,
+                    result: ParsedResult::Crash,
+                    failed_checks: vec![line],
+                });
+                if partial.len() == before {
+                    break;
+                }
+                eprintln!("[matrix] kernel {version}: going on in a fresh lab without the drills that ran");
+            }
+        }
+    }
+    Ok(KernelColumn {
+        label: version.to_string(),
+        results: Err(crashes.join("; ")),
+        partial,
+    })
+}
+
+/// `earlier` and then the results of a later lab, less the drills it only
+/// skipped because they ran in an earlier one.
+fn merge(earlier: &[Parsed], later: Vec<Parsed>) -> Vec<Parsed> {
+    let mut all = earlier.to_vec();
+    all.extend(
+        later
+            .into_iter()
+            .filter(|p| !earlier.iter().any(|e| e.name == p.name)),
+    );
+    all
+}
+
+enum LabOnce {
+    Finished(Result<(Vec<Parsed>, i32), String>),
+    Crashed {
+        printed: Vec<Parsed>,
+        running: Option<String>,
+        line: String,
+    },
+}
+
+fn lab_once(req: &MatrixRun, version: &str, done: &str) -> Result<LabOnce, LabError> {
     let out = std::env::temp_dir().join(format!("mmuvisor-matrix-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let mut command = vec![
         "sh".to_string(),
         "-c".into(),
         format!(
-            "export {}=0; \"$@\" > /lab/out/stdout; rc=$?; cat /lab/out/stdout; exit $rc",
-            session::STDOUT_TTY_ENV
+            "export {}=0 {}=/lab/out/running {}={}; \"$@\" > /lab/out/stdout; rc=$?; cat /lab/out/stdout; exit $rc",
+            session::STDOUT_TTY_ENV,
+            crate::drill::runner::RUNNING_ENV,
+            crate::drill::runner::DONE_ENV,
+            super::initramfs::shell_quote(done)
         ),
         "sh".into(),
     ];
@@ -241,18 +337,26 @@ fn run_one(req: &MatrixRun, version: &str) -> Result<KernelColumn, LabError> {
         keep_out: Some(out.clone()),
         console_to_stderr: true,
     };
-    let results = match session::run(&run) {
-        Ok(status) => std::fs::read_to_string(out.join("stdout"))
-            .map(|t| (ktap::parse(&t), status))
-            .map_err(|e| format!("no output from the lab: {e}")),
+    let read = |name: &str| std::fs::read_to_string(out.join(name));
+    let r = match session::run(&run) {
+        Ok(status) => LabOnce::Finished(
+            read("stdout")
+                .map(|t| (ktap::parse(&t), status))
+                .map_err(|e| format!("no output from the lab: {e}")),
+        ),
         Err(LabError::Interrupted) => return Err(LabError::Interrupted),
-        Err(e) => Err(e.to_string()),
+        Err(LabError::KernelCrash(line)) => LabOnce::Crashed {
+            printed: ktap::parse(&read("stdout").unwrap_or_default()),
+            running: read("running")
+                .ok()
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty()),
+            line,
+        },
+        Err(e) => LabOnce::Finished(Err(e.to_string())),
     };
     let _ = std::fs::remove_dir_all(&out);
-    Ok(KernelColumn {
-        label: version.to_string(),
-        results,
-    })
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -273,6 +377,7 @@ mod tests {
 
     fn col(label: &str, results: Result<(Vec<Parsed>, i32), String>) -> KernelColumn {
         KernelColumn {
+            partial: Vec::new(),
             label: label.into(),
             results,
         }
@@ -352,6 +457,52 @@ mod tests {
         assert_eq!(
             a_row.split_whitespace().collect::<Vec<_>>(),
             ["a", "ok", "ok", "not", "ok", "-", "-"]
+        );
+    }
+
+    #[test]
+    fn a_later_lab_adds_only_the_drills_it_ran() {
+        let earlier = vec![
+            parsed("a", ParsedResult::Ok),
+            parsed("b", ParsedResult::Crash),
+        ];
+        let later = vec![
+            parsed("a", ParsedResult::Skip),
+            parsed("b", ParsedResult::Skip),
+            parsed("c", ParsedResult::NotOk),
+        ];
+        let all = merge(&earlier, later);
+        let got: Vec<_> = all.iter().map(|p| (p.name.as_str(), p.result)).collect();
+        assert_eq!(
+            got,
+            [
+                ("a", ParsedResult::Ok),
+                ("b", ParsedResult::Crash),
+                ("c", ParsedResult::NotOk)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_crashed_drill_fails_its_kernel_and_shows_in_the_table() {
+        let c = KernelColumn {
+            label: "6.12".into(),
+            results: Err("the lab kernel crashed in drill b: kernel BUG at x".into()),
+            partial: vec![
+                parsed("a", ParsedResult::Ok),
+                parsed("b", ParsedResult::Crash),
+            ],
+        };
+        let (text, ok) = render(&[c]);
+        assert!(!ok);
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().eq(["b", "crash"])),
+            "{text}"
+        );
+        assert!(
+            text.contains("FAILED: the lab kernel crashed in drill b"),
+            "{text}"
         );
     }
 

@@ -46,6 +46,8 @@ pub enum LabError {
     Interrupted,
     #[error("the lab ended without the command's exit status (kernel panic, crash or poweroff from inside?); see the console above")]
     NoStatus,
+    #[error("the lab kernel crashed: {0} (console above)")]
+    KernelCrash(String),
 }
 
 impl LabError {

@@ -77,6 +77,26 @@ pub fn host_has_nested_kvm() -> bool {
 /// The lab kernel's last word, printed at every run's end: noise. The lab
 /// kernel has no ACPI, so its init ends with a reset, which `-no-reboot`
 /// turns into QEMU's exit.
+/// The console line that says the lab kernel died, without its timestamp:
+/// a BUG, an oops or a panic (the lab panics on oops).
+fn crash_line(line: &str) -> Option<&str> {
+    let text = match line.strip_prefix('[') {
+        Some(rest) => rest.split_once("] ").map_or(rest, |(_, t)| t),
+        None => line,
+    };
+    let crash = [
+        "kernel BUG at ",
+        "BUG: ",
+        "Oops: ",
+        "general protection fault",
+        "Kernel panic - not syncing",
+    ];
+    crash
+        .iter()
+        .any(|c| text.starts_with(c))
+        .then_some(text.trim_end())
+}
+
 fn is_power_down(line: &[u8]) -> bool {
     line.starts_with(b"[")
         && (line.ends_with(b"] reboot: Restarting system")
@@ -201,15 +221,20 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
             } else {
                 Box::new(std::io::stdout())
             };
+            let mut crash = None;
             for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
                 let line = line.strip_suffix(b"\r").unwrap_or(&line);
                 if is_power_down(line) {
                     continue;
                 }
+                if crash.is_none() {
+                    crash = crash_line(&String::from_utf8_lossy(line)).map(str::to_string);
+                }
                 let _ = sink.write_all(line);
                 let _ = sink.write_all(b"\n");
                 let _ = sink.flush();
             }
+            crash
         })
     });
     let errors = child.stderr.take().map(|err| {
@@ -241,9 +266,7 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
             }
         }
     };
-    if let Some(t) = console {
-        let _ = t.join();
-    }
+    let crash = console.and_then(|t| t.join().ok()).flatten();
     let qemu_errors = errors.and_then(|t| t.join().ok()).unwrap_or_default();
     let status_file = vm.out_dir.join("status");
     match std::fs::read_to_string(&status_file)
@@ -259,6 +282,31 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
                 format!(": {qemu_errors}")
             }
         ))),
-        None => Err(LabError::NoStatus),
+        None => Err(crash.map_or(LabError::NoStatus, LabError::KernelCrash)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bug_an_oops_or_a_panic_is_a_crash_line() {
+        assert_eq!(
+            crash_line("[    1.694299] kernel BUG at include/linux/swapops.h:505!\r"),
+            Some("kernel BUG at include/linux/swapops.h:505!")
+        );
+        assert_eq!(
+            crash_line("[    2.1] BUG: unable to handle page fault for address: 0"),
+            Some("BUG: unable to handle page fault for address: 0")
+        );
+        assert!(crash_line("Oops: invalid opcode: 0000 [#1] PREEMPT SMP").is_some());
+        assert!(crash_line("[ 3.0] Kernel panic - not syncing: Fatal exception").is_some());
+        assert_eq!(crash_line("ok 18 exclusive-large-folio"), None);
+        assert_eq!(crash_line("# exclusive-thp: note: BUG: in a note"), None);
+        assert_eq!(
+            crash_line("[    1.0] WARNING: CPU: 0 PID: 1 at mm/rmap.c:1"),
+            None
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Guest memory backed by transparent huge pages: one 4 KiB page of the
-//! folio converts (6.15+), or every page of it is refused at once (range
-//! API); either way the device holds what the page table shows.
+//! folio converts (6.15+), or the head page converts the whole folio and a
+//! tail page is refused at once (range API); either way the device holds
+//! what the page table shows.
 
 use crate::kmod_util::*;
 
@@ -27,18 +28,7 @@ fn lab_thp_backed_pages() {
     println!("# THP-backed: {thp}");
     dev.attach(a, HUGE).expect("attach");
     if thp && dev.version().range_api {
-        // Before 6.15 make_device_exclusive_range() never converts a tail
-        // page of a large folio and converts the whole folio for its head
-        // page while returning one page: the module refuses both at once.
-        for p in [a + 100 * PAGE, a] {
-            let t = std::time::Instant::now();
-            assert_eq!(errno_of(dev.make_exclusive(p, 1)), libc::EOPNOTSUPP);
-            let took = t.elapsed();
-            assert!(took < Duration::from_millis(300), "refused after {took:?}");
-        }
-        assert_device_matches_page_table(&dev, a, HUGE / PAGE);
-        assert_eq!(dev.stats().expect("stats").pages_held, 0);
-        return println!("# pre-6.15 kernel: pages of a THP refused at once (EOPNOTSUPP)");
+        return range_api_whole_folio(&dev, a, HUGE / PAGE);
     }
     assert_eq!(dev.make_exclusive(a + 100 * PAGE, 8).expect("convert"), 8);
     let ev = dev.read_events().expect("events");
@@ -71,6 +61,50 @@ fn lab_thp_backed_pages() {
     );
     assert_eq!(dev.stats().expect("stats").pages_held, 7);
     assert_device_matches_page_table(&dev, a, HUGE / PAGE);
+}
+
+/// Before 6.15 make_device_exclusive_range() never converts a tail page of
+/// a large folio, and converts every page of the folio for its head page
+/// while returning that one page. The module refuses a tail page at once and
+/// records the whole folio for the head page.
+fn range_api_whole_folio(dev: &NotifierClient, a: u64, n: u64) {
+    let t = std::time::Instant::now();
+    assert_eq!(
+        errno_of(dev.make_exclusive(a + 100 * PAGE, 1)),
+        libc::EOPNOTSUPP
+    );
+    let took = t.elapsed();
+    assert!(took < Duration::from_millis(300), "refused after {took:?}");
+    assert_eq!(dev.stats().expect("stats").pages_held, 0);
+    assert_device_matches_page_table(dev, a, n);
+
+    assert_eq!(
+        dev.make_exclusive(a, 1).expect("head page"),
+        1,
+        "count: pages of the request"
+    );
+    assert_eq!(
+        dev.stats().expect("stats").pages_held,
+        n,
+        "the whole folio is held"
+    );
+    assert_device_matches_page_table(dev, a, n);
+    // The device reaches any page of it: the PFNs are the folio's, in order.
+    assert_eq!(
+        dev.device_access(a + 103 * PAGE, AccessOp::Add(1000))
+            .expect("add"),
+        Access::Done(103)
+    );
+    assert_eq!(cpu_read(a + 99 * PAGE), 99);
+    assert_eq!(cpu_read(a + 103 * PAGE), 1103);
+    assert_eq!(
+        dev.device_access(a + 103 * PAGE, AccessOp::Read)
+            .expect("read"),
+        Access::Revoked
+    );
+    assert_eq!(dev.stats().expect("stats").pages_held, n - 2);
+    assert_device_matches_page_table(dev, a, n);
+    println!("# pre-6.15 kernel: a tail page refused at once, the head page converted the folio");
 }
 
 /// The device holds exactly the pages the CPU page table has made

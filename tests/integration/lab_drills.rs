@@ -92,3 +92,54 @@ fn lab_known_bad_matrix_catches_every_fixture() {
     assert!(!text.contains("FAILED"), "a matrix column failed");
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// The known-bad module for the pre-6.15 path (kmod/tests/without-fixes.patch:
+/// a tail page of a large folio retried until the timeout, and only the head
+/// page recorded where the kernel converted the whole folio) on Debian's
+/// 6.12: exclusive-thp fails the checks written for those bugs.
+#[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
+fn lab_exclusive_thp_catches_the_unfixed_range_module_on_6_12() {
+    if !lab_enabled() {
+        return;
+    }
+    let kmod = crate::lab_kmod::kmod_variant("");
+    let patched = std::process::Command::new("patch")
+        .args(["-s", "-p2", "-i"])
+        .arg(kmod.join("tests/without-fixes.patch"))
+        .current_dir(&kmod)
+        .status()
+        .expect("cannot run patch");
+    assert!(
+        patched.success(),
+        "without-fixes.patch does not apply to kmod/"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .env("MMUVISOR_KMOD_DIR", &kmod)
+        .args(["lab", "run", "--timeout", "900", "--version", "6.12", "--"])
+        .args(["mmuvisor", "drill", "exclusive-thp", "--format", "ktap"])
+        .output()
+        .expect("cannot start mmuvisor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        results(&text),
+        [("exclusive-thp".to_string(), false, false)],
+        "{text}"
+    );
+    for check in [
+        "device-holds-what-kernel-converted",
+        "conversion-extent",
+        "tail-page-refused-at-once",
+    ] {
+        assert!(
+            text.contains(&format!("# exclusive-thp: {check}: ")),
+            "{check} did not fail on the unfixed module"
+        );
+    }
+    assert_eq!(out.status.code(), Some(1));
+}

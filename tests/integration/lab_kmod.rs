@@ -113,7 +113,7 @@ fn lab_kmod_tests_on_6_12() {
 
 /// A copy of kmod/ whose Kbuild builds the MMUVISOR_API=`api` path, for
 /// `lab run` through MMUVISOR_KMOD_DIR.
-fn kmod_variant(api: &str) -> PathBuf {
+pub fn kmod_variant(api: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("kmod");
     let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kmod-{api}"));
     let _ = std::fs::remove_dir_all(&dst);

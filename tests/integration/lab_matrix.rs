@@ -79,6 +79,73 @@ fn lab_matrix_runs_a_command_on_two_kernels() {
     );
 }
 
+/// A known-bad kernel for the pre-6.15 path, kept in CI: Debian's 6.12.
+/// The device holds a whole THP (make_device_exclusive_range() on its head
+/// page), the CPU takes one page back and the folio is migrated: 6.12's
+/// try_to_migrate_one() takes the device-exclusive PTEs it meets for
+/// present ones, and the kernel BUGs on the stale migration entries
+/// (7.x handles such PFN swap PTEs). 7.2 runs the same module path over
+/// its test shim and passes. The crash is reported in its drill's cell,
+/// and the matrix goes on in a fresh lab with the drills after it.
+#[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
+fn lab_matrix_catches_the_large_folio_migration_bug_of_6_12() {
+    if !lab_enabled() {
+        return;
+    }
+    let kmod = crate::lab_kmod::kmod_variant("range");
+    let json = std::env::temp_dir().join(format!("mmuvisor-matrix-lf-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .env("MMUVISOR_KMOD_DIR", &kmod)
+        .args(["lab", "run", "--timeout", "900", "--version", "6.12,7.2", "--json"])
+        .arg(&json)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "dmesg | grep -q 'mmuvisor: /dev/mmuvisor ready.*make_device_exclusive_range' || echo 'not the range build'; exec mmuvisor drill exclusive-large-folio exclusive-thp",
+        ])
+        .output()
+        .expect("cannot start mmuvisor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("{text}");
+    let j = std::fs::read_to_string(&json).expect("no JSON written");
+    let _ = std::fs::remove_file(&json);
+    let words = |prefix: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .unwrap_or_default()
+    };
+    assert!(!err.contains("not the range build"), "{err}");
+    assert_eq!(
+        words("exclusive-large-folio "),
+        ["exclusive-large-folio", "crash", "ok"],
+        "{err}"
+    );
+    assert_eq!(
+        words("exclusive-thp "),
+        ["exclusive-thp", "ok", "ok"],
+        "{err}"
+    );
+    assert!(
+        text.contains(
+            "6.12    FAILED: the lab kernel crashed in drill exclusive-large-folio: kernel BUG at"
+        ),
+        "{text}"
+    );
+    assert!(err.contains("going on in a fresh lab"), "{err}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        j.contains("\"result\": \"crash\", \"failed_checks\": [\"kernel BUG at"),
+        "{j}"
+    );
+}
+
 /// The whole matrix on the kernels MMUVISOR_LAB_MATRIX names (opt-in: a
 /// kernel not yet in the cache takes 7-20 min to build; e.g.
 /// `MMUVISOR_LAB_MATRIX=6.1,6.12,7.2`): every kernel builds, boots and

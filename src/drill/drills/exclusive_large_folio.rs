@@ -4,8 +4,16 @@
 //! device-exclusive PTE inside the large folio (upstream fixed real bugs
 //! there in 6.15): the page must keep its PTE state (soft-dirty: it was
 //! written after clear_refs), its value, and its 511 neighbours theirs.
+//!
+//! Before 6.15 (make_device_exclusive_range()) only the head page converts,
+//! and with it the whole folio: the drill converts page 0, the guest takes
+//! page 1 back (the folio is mapped again through it) and the folio is
+//! migrated through page 1, its rmap walk meeting 511 device-exclusive PTEs.
 
-use crate::drill::exclusive::{conclude, convert, device_work, guest_touch, thp_guest, THP_PAGES};
+use crate::drill::exclusive::{
+    check_holds_what_kernel_converted, conclude, convert, device_work, guest_touch, thp_guest,
+    whole_folio_conversion, THP_PAGES,
+};
 use crate::drill::guest::Op;
 use crate::drill::hostmm::{anon_huge_kb, clear_soft_dirty, move_pages, numa_nodes};
 use crate::drill::report::timeline::Timeline;
@@ -22,7 +30,8 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
             "migrating the folio needs two NUMA nodes, this host has {nodes:?} (lab: numa=fake=2)"
         )));
     }
-    let page = 7u64;
+    let whole = whole_folio_conversion();
+    let page = if whole { 0 } else { 7u64 };
     let (mut s, mut dev) = thp_guest(ctx, page)?;
     let (r, _) = s.host("clear_refs 4 (soft-dirty)", |_| clear_soft_dirty());
     r.map_err(host_err("clear_refs"))?;
@@ -40,17 +49,24 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     };
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
-    if anon_huge_kb(s.hva(0)?).unwrap_or(0) < 2048 {
+    check_holds_what_kernel_converted(&mut s, dev.as_mut(), 0, HUGE, &o.label)?;
+    if !whole && anon_huge_kb(s.hva(0)?).unwrap_or(0) < 2048 {
         return Err(DrillError::Host(
             "the folio was split by the conversion: there is no large folio left to migrate".into(),
         ));
     }
 
     // Every other page of the folio to the other node: the kernel migrates
-    // (or splits, then migrates) the whole folio.
+    // (or splits, then migrates) the whole folio. Before 6.15 the whole folio
+    // is device-exclusive: the guest takes page 1 back, and that page moves.
     let mut hvas = Vec::new();
-    for p in (0..HUGE).filter(|&p| p != page) {
-        hvas.push(s.hva(p)?);
+    if whole {
+        s.step(0, Op::Read, 1)?;
+        hvas.push(s.hva(1)?);
+    } else {
+        for p in (0..HUGE).filter(|&p| p != page) {
+            hvas.push(s.hva(p)?);
+        }
     }
     let here = move_pages(&hvas[..1], None).map_err(host_err("move_pages (query)"))?[0];
     let target = nodes

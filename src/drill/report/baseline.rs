@@ -136,7 +136,7 @@ fn from_ktap(text: &str) -> Vec<DrillRun> {
                 ParsedResult::Ok => Status::Pass,
                 ParsedResult::NotOk => Status::Fail,
                 ParsedResult::Skip => Status::Skip,
-                ParsedResult::Error => Status::Error,
+                ParsedResult::Error | ParsedResult::Crash => Status::Error,
             },
             failed_checks: p
                 .failed_checks

@@ -104,6 +104,9 @@ pub enum ParsedResult {
     Skip,
     /// `not ok` after a `# drill: error:` line: the drill could not run.
     Error,
+    /// Never in KTAP: the kernel crashed while the drill ran (the lab's
+    /// matrix reads it from the console).
+    Crash,
 }
 
 impl ParsedResult {
@@ -113,6 +116,7 @@ impl ParsedResult {
             ParsedResult::NotOk => "not ok",
             ParsedResult::Skip => "skip",
             ParsedResult::Error => "error",
+            ParsedResult::Crash => "crash",
         }
     }
 }
