@@ -11,6 +11,11 @@ Environment:
   MMUVISOR_KMOD_DIR     helper module sources to build (default: this build's own)
   MMUVISOR_INTERP_ELF   run the drills on another build of the interp payload
   MMUVISOR_STDOUT_TTY   1/0: whether drills print for a terminal (lab run sets it)
+  MMUVISOR_DRILL_RUNNING  file that drill keeps the running drill's name in
+                        (the lab matrix reads it after a kernel crash)
+  MMUVISOR_DRILL_DONE   comma-separated drills that drill skips: they ran in an
+                        earlier lab (the lab matrix sets it after a crash)
+  MMUVISOR_LAB_MONITOR  path: lab run opens QEMU's monitor on this unix socket
   MMUVISOR_LAB_TESTS    1: cargo test runs the lab tests (scripts/test.sh sets it)";
 
 #[derive(Parser)]

@@ -146,20 +146,24 @@ fn lab_matrix_catches_the_large_folio_migration_bug_of_6_12() {
     );
 }
 
-/// The whole matrix on the kernels MMUVISOR_LAB_MATRIX names (opt-in: a
-/// kernel not yet in the cache takes 7-20 min to build; e.g.
-/// `MMUVISOR_LAB_MATRIX=6.1,6.12,7.2`): every kernel builds, boots and
-/// gives a verdict for every drill. The verdicts are the matrix's report
-/// (a kernel may really fail a drill), not this test's.
+/// The Debian kernel matrix: 6.1, 6.12 and 7.2 (or the kernels
+/// MMUVISOR_LAB_MATRIX names) each build, boot and give a verdict for every
+/// drill. On the Debian three every cell is `ok` but one known kernel bug:
+/// 6.1 and 6.12 crash in exclusive-large-folio (see
+/// lab_matrix_catches_the_large_folio_migration_bug_of_6_12). With
+/// MMUVISOR_LAB_MATRIX the verdicts are the matrix's report, not this
+/// test's.
 #[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
 fn lab_matrix_every_kernel_runs_every_drill() {
-    let Ok(list) = std::env::var("MMUVISOR_LAB_MATRIX") else {
-        println!("SKIP: set MMUVISOR_LAB_MATRIX=6.1,6.12,7.2 (kernels to build and run)");
-        return;
-    };
     if !lab_enabled() {
         return;
     }
+    let custom = std::env::var("MMUVISOR_LAB_MATRIX").ok();
+    let list = custom.clone().unwrap_or_else(|| "6.1,6.12,7.2".into());
     let json =
         std::env::temp_dir().join(format!("mmuvisor-matrix-all-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
@@ -179,25 +183,47 @@ fn lab_matrix_every_kernel_runs_every_drill() {
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    let j = std::fs::read_to_string(&json).expect("no JSON written");
     let _ = std::fs::remove_file(&json);
-    assert!(
-        !j.contains("\"exit_status\": null"),
-        "a kernel did not build or boot: {j}"
-    );
-    let kernels = list.split(',').count();
-    let cells = |l: &&str| l.split("  ").filter(|c| !c.trim().is_empty()).count();
-    let row = text
+    let kernels: Vec<&str> = list.split(',').collect();
+    let rows: Vec<Vec<&str>> = text
         .lines()
-        .find(|l| l.starts_with("exclusive-basic "))
-        .expect("no drill rows");
-    assert_eq!(cells(&row), kernels + 1, "{row}");
-    assert!(
-        !text.lines().any(|l| l.split_whitespace().any(|w| w == "-")),
-        "a drill has no result on some kernel"
-    );
+        .skip_while(|l| !l.starts_with("drill "))
+        .skip(1)
+        .take_while(|l| !l.starts_with("exit status"))
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert!(rows.len() >= 20, "no drill rows: {text}");
+    for row in &rows {
+        assert_eq!(row.len(), kernels.len() + 1, "{row:?}");
+        assert!(
+            !row.contains(&"-"),
+            "a drill has no result on some kernel: {row:?}"
+        );
+    }
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "matrix exit status"
     );
+    if custom.is_some() {
+        return;
+    }
+    for row in &rows {
+        for (k, cell) in kernels.iter().zip(&row[1..]) {
+            let known_bug = row[0] == "exclusive-large-folio" && *k != "7.2";
+            let want = if known_bug { "crash" } else { "ok" };
+            assert_eq!(*cell, want, "{} on {k}", row[0]);
+        }
+    }
+    for k in ["6.1 ", "6.12"] {
+        assert!(
+            text.contains(&format!("{k}    FAILED: the lab kernel crashed in drill exclusive-large-folio: kernel BUG at")),
+            "{k}: {text}"
+        );
+    }
+    assert_eq!(out.status.code(), Some(1));
 }
