@@ -37,7 +37,7 @@ pub static DRILLS: &[Drill] = &[
     d("exclusive-basic", "one page made device-exclusive, then touched by the guest", MODULE, exclusive_basic::run),
     d("exclusive-under-write", "all vCPUs write while the page is converted again and again", MODULE, exclusive_under_write::run),
     d("exclusive-reconvert", "a second device context converts an exclusive page: the first is revoked", MODULE, exclusive_reconvert::run),
-    d("exclusive-thp", "one 4 KiB page of a THP KVM maps with 2 MiB: KVM drops it, 511 stay", MODULE, exclusive_thp::run),
+    d("exclusive-thp", "one 4 KiB page of a THP KVM maps with 2 MiB: KVM drops it, 511 stay (before 6.15: the whole folio via its head page)", MODULE, exclusive_thp::run),
     d("exclusive-cow", "the VMM forks while a page is exclusive", MODULE, exclusive_cow::run),
     d("exclusive-mprotect", "mprotect on an exclusive page", MODULE, exclusive_mprotect::run),
     d("exclusive-dontneed", "MADV_DONTNEED on an exclusive page", MODULE, exclusive_dontneed::run),
@@ -46,7 +46,7 @@ pub static DRILLS: &[Drill] = &[
     d("exclusive-pte-state", "the PTE restored from an exclusive entry: dirty, soft-dirty, uffd-wp, read-only after mprotect, writable where allowed", MODULE, exclusive_pte_state::run),
     d("exclusive-reclaim", "pages written before and while exclusive survive reclaim to swap and back (also from the swap cache)", MODULE, exclusive_reclaim::run),
     d("exclusive-race", "host threads convert while vCPUs fault and write on many pages; checked every round", MODULE, exclusive_race::run),
-    d("exclusive-large-folio", "one page of a THP held by the device, the whole folio migrated to another node", MODULE, exclusive_large_folio::run),
+    d("exclusive-large-folio", "one page of a THP held by the device, the whole folio migrated to another node (before 6.15: all of it held)", MODULE, exclusive_large_folio::run),
     d("exclusive-hugetlb", "the kernel refuses make-exclusive on a hugetlb page (EOPNOTSUPP), the mapping stays", MODULE, exclusive_hugetlb::run),
     d("exclusive-dirty-log", "KVM's dirty log records the guest's writes after revocation", MODULE, exclusive_dirty_log::run),
     Drill {
