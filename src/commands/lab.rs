@@ -21,7 +21,7 @@ pub struct KernelArgs {
     /// after a change.
     #[arg(long, value_name = "DIR", conflicts_with = "version")]
     pub tree: Option<PathBuf>,
-    /// Kernel flavour: default, or debug (DEBUG_VM, lockdep).
+    /// Kernel flavour: default, or debug (DEBUG_VM, lockdep, KASAN, memcg).
     #[arg(long, value_enum, default_value_t = Flavour::Default)]
     pub flavour: Flavour,
     /// Cache folder (default: $XDG_CACHE_HOME/mmuvisor or ~/.cache/mmuvisor).
@@ -34,7 +34,7 @@ pub struct KernelArgs {
 pub enum Flavour {
     /// The lab's kernel.
     Default,
-    /// With DEBUG_VM and lockdep (resources/kernels/debug.config).
+    /// With DEBUG_VM, lockdep, KASAN and memory cgroups (resources/kernels/debug.config).
     Debug,
 }
 

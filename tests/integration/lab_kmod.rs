@@ -55,9 +55,9 @@ fn assert_module_tests_ran(text: &str) {
     );
 }
 
-fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
+fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) -> String {
     let out = lab_run(lab_args, &["sh", "-c", &suite_script(filter, fuzz_secs)]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         !text.contains("# SKIP no /dev/mmuvisor"),
         "module tests skipped in the lab"
@@ -74,6 +74,7 @@ fn kmod_suite(lab_args: &[&str], filter: &str, fuzz_secs: u32) {
         Some(0),
         "module tests failed, the kernel complained (99) or rmmod misbehaved (96, 97)"
     );
+    text
 }
 
 #[test]
@@ -85,8 +86,63 @@ fn lab_kmod_tests_on_the_debug_kernel() {
     if lab_enabled() {
         // One lab CPU: with two, the lab hung after the suite once in two
         // CI runs (see the issue note); 7.2 keeps two CPUs.
-        kmod_suite(&["--flavour", "debug"], "kmod_", 60);
+        let text = kmod_suite(&["--flavour", "debug"], "kmod_", 60);
+        // The debug kernel has memory cgroups: the accounting test ran.
+        assert!(
+            text.contains("# memcg: ATTACH charged"),
+            "the memcg test did not run"
+        );
     }
+}
+
+/// The dmesg check of the module suites fails on a deliberately broken
+/// module build: this copy of kmod/ sleeps (might_sleep()) under the device
+/// lock, a spinlock, in DEVICE_ACCESS. The debug kernel (DEBUG_ATOMIC_SLEEP)
+/// reports it, and the suite must end with "kernel complained" (99).
+#[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
+fn lab_kmod_dmesg_check_fails_on_a_broken_module_build() {
+    if !lab_enabled() {
+        return;
+    }
+    let dir = kmod_variant("");
+    let file = dir.join("mmv_device.c");
+    let src = std::fs::read_to_string(&file).expect("mmv_device.c");
+    let anchor = "\tidx = mmv_index(ctx, a->addr);\n\tmmv_dev_lock(ctx);\n";
+    assert!(
+        src.contains(anchor),
+        "DEVICE_ACCESS no longer takes the device lock this way"
+    );
+    let broken = src.replace(
+        anchor,
+        &format!("{anchor}\tmight_sleep(); /* broken on purpose */\n"),
+    );
+    std::fs::write(&file, broken).expect("write mmv_device.c");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .env("MMUVISOR_KMOD_DIR", &dir)
+        .args(["lab", "run", "--timeout", "900", "--flavour", "debug", "--"])
+        .args(["sh", "-c", &suite_script("kmod_basic", 0)])
+        .output()
+        .expect("cannot start mmuvisor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("suite done rc="),
+        "the suite did not run: {text}"
+    );
+    assert!(
+        text.contains("BUG: sleeping function called from invalid context"),
+        "the debug kernel did not report the sleep under the spinlock"
+    );
+    assert!(
+        text.contains("kernel complained (dmesg above)"),
+        "the dmesg check missed it"
+    );
+    assert_eq!(out.status.code(), Some(99));
 }
 
 #[test]

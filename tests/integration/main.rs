@@ -8,6 +8,7 @@ mod kmod_bounds;
 mod kmod_calls;
 mod kmod_events;
 mod kmod_fuzz;
+mod kmod_memcg;
 mod kmod_teardown;
 mod kmod_thp;
 mod kmod_util;
