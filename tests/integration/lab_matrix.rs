@@ -5,6 +5,14 @@
 use crate::lab::lab_enabled;
 use std::process::Command;
 
+/// The words of the table row that starts with `prefix`.
+fn row(text: &str, prefix: &str) -> Vec<String> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
 #[test]
 fn lab_matrix_rejects_a_bad_version_list_with_one_line() {
     for list in ["6.1,,7.2", "6.12,6.12", "seven"] {
@@ -53,12 +61,7 @@ fn lab_matrix_runs_a_command_on_two_kernels() {
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     let j = std::fs::read_to_string(&json).expect("no JSON written");
     let _ = std::fs::remove_file(&json);
-    let words = |prefix: &str| -> Vec<String> {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .map(|l| l.split_whitespace().map(String::from).collect())
-            .unwrap_or_default()
-    };
+    let words = |prefix: &str| row(&text, prefix);
     assert_eq!(words("drill "), ["drill", "6.12", "7.2"], "no table");
     assert_eq!(words("exclusive-basic "), ["exclusive-basic", "ok", "ok"]);
     assert_eq!(words("exit status "), ["exit", "status", "1", "0"]);
@@ -115,12 +118,7 @@ fn lab_matrix_catches_the_large_folio_migration_bug_of_6_12() {
     println!("{text}");
     let j = std::fs::read_to_string(&json).expect("no JSON written");
     let _ = std::fs::remove_file(&json);
-    let words = |prefix: &str| -> Vec<String> {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .map(|l| l.split_whitespace().map(String::from).collect())
-            .unwrap_or_default()
-    };
+    let words = |prefix: &str| row(&text, prefix);
     assert!(!err.contains("not the range build"), "{err}");
     assert_eq!(
         words("exclusive-large-folio "),
