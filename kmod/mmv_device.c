@@ -212,7 +212,7 @@ static long mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr,
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(MMV_RETRY_TIMEOUT_MS);
 	unsigned long idx = mmv_index(ctx, addr);
-	unsigned long nr = 1, lost_nr = 1;
+	unsigned long nr = 1, lost_nr = 1, more = 1;
 	struct mm_struct *mm = ctx->mm;
 	struct folio *folio;
 	struct page *page;
@@ -270,8 +270,10 @@ static long mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr,
 			cond_resched();
 			continue;
 		}
-		if (nr > 1)
+		if (nr > 1) {
 			mmv_reserve_more(ctx, idx, nr, false);
+			more = max(more, nr);
+		}
 
 		mmv_dev_lock(ctx);
 		if (!mmu_interval_read_retry(&ctx->notifier, seq))
@@ -291,16 +293,22 @@ static long mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr,
 
 	folio_unlock(folio);
 	folio_put(folio);
-	if (nr > 1) {
-		mmv_reserve_more(ctx, idx, nr, true);
-		/* Converted by the kernel, not recorded: back to the CPU. */
-		if (ret >= 0 && ret < nr)
-			mmv_fault_in(mm, addr + max(ret, 1L) * PAGE_SIZE,
-				     nr - max(ret, 1L));
+	if (nr > 1 && ret < (long)nr) {
+		/*
+		 * Converted by the kernel, not recorded: back to the CPU (all
+		 * but a head page that was held already, ret == 0).
+		 */
+		long kept = ret < 0 ? 0 : max(ret, 1L);
+
+		mmv_fault_in(mm, addr + kept * PAGE_SIZE, nr - kept);
 	}
-	if (ret > 0)
+	if (ret > 0) {
+		mmv_reserve_more(ctx, idx, more, true);
 		return min_t(u64, ret, left);
+	}
 out_release:
+	/* Slots reserved for pages that were not installed go back. */
+	mmv_reserve_more(ctx, idx, more, true);
 	if (reserved)
 		xa_release(&ctx->pages, idx);
 	return ret;
