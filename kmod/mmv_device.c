@@ -302,14 +302,12 @@ static long mmv_convert_page(struct mmv_ctx *ctx, unsigned long addr,
 
 		mmv_fault_in(mm, addr + kept * PAGE_SIZE, nr - kept);
 	}
-	if (ret > 0) {
-		mmv_reserve_more(ctx, idx, more, true);
-		return min_t(u64, ret, left);
-	}
+	if (ret > 0)
+		ret = min_t(u64, ret, left);
 out_release:
 	/* Slots reserved for pages that were not installed go back. */
 	mmv_reserve_more(ctx, idx, more, true);
-	if (reserved)
+	if (ret <= 0 && reserved)
 		xa_release(&ctx->pages, idx);
 	return ret;
 }

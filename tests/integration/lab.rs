@@ -3,6 +3,7 @@
 //! on a fresh machine, cached after), so they run when MMUVISOR_LAB_TESTS=1
 //! (scripts/test.sh sets it) and say why they skip otherwise.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Skips (with the reason printed) unless lab tests are enabled here.
@@ -20,7 +21,17 @@ pub fn lab_enabled() -> bool {
 
 /// `mmuvisor lab run [lab_args] -- cmd...`, output captured.
 pub fn lab_run(lab_args: &[&str], cmd: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+    lab_run_kmod(None, lab_args, cmd)
+}
+
+/// [`lab_run`], with the helper module built from `kmod` (a changed copy of
+/// kmod/, through MMUVISOR_KMOD_DIR) where given.
+pub fn lab_run_kmod(kmod: Option<&Path>, lab_args: &[&str], cmd: &[&str]) -> Output {
+    let mut lab = Command::new(env!("CARGO_BIN_EXE_mmuvisor"));
+    if let Some(dir) = kmod {
+        lab.env("MMUVISOR_KMOD_DIR", dir);
+    }
+    let out = lab
         .args(["lab", "run", "--timeout", "900"])
         .args(lab_args)
         .arg("--")

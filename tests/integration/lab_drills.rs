@@ -2,7 +2,7 @@
 //! passes; on every known-bad fixture kernel the drills fail the check that
 //! names the fixture's bug class (`mmuvisor lab known-bad`).
 
-use crate::lab::{lab_enabled, lab_run};
+use crate::lab::{lab_enabled, lab_run, lab_run_kmod};
 use std::path::PathBuf;
 
 /// (name, passed, skipped) for each top-level KTAP result line.
@@ -117,15 +117,12 @@ fn lab_exclusive_thp_catches_the_unfixed_range_module_on_6_12() {
         patched.success(),
         "without-fixes.patch does not apply to kmod/"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
-        .env("MMUVISOR_KMOD_DIR", &kmod)
-        .args(["lab", "run", "--timeout", "900", "--version", "6.12", "--"])
-        .args(["mmuvisor", "drill", "exclusive-thp", "--format", "ktap"])
-        .output()
-        .expect("cannot start mmuvisor");
+    let out = lab_run_kmod(
+        Some(&kmod),
+        &["--version", "6.12"],
+        &["mmuvisor", "drill", "exclusive-thp", "--format", "ktap"],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         results(&text),
         [("exclusive-thp".to_string(), false, false)],

@@ -6,7 +6,7 @@
 //! is first shown to catch a planted WARNING. rmmod must be refused while
 //! a file is open and succeed after.
 
-use crate::lab::{lab_enabled, lab_run};
+use crate::lab::{lab_enabled, lab_run, lab_run_kmod};
 use std::path::{Path, PathBuf};
 
 /// Kernel complaints: lockdep's reports start with "WARNING: possible ...
@@ -121,15 +121,9 @@ fn lab_kmod_dmesg_check_fails_on_a_broken_module_build() {
         &format!("{anchor}\tmight_sleep(); /* broken on purpose */\n"),
     );
     std::fs::write(&file, broken).expect("write mmv_device.c");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
-        .env("MMUVISOR_KMOD_DIR", &dir)
-        .args(["lab", "run", "--timeout", "900", "--flavour", "debug", "--"])
-        .args(["sh", "-c", &suite_script("kmod_basic", 0)])
-        .output()
-        .expect("cannot start mmuvisor");
+    let script = suite_script("kmod_basic", 0);
+    let out = lab_run_kmod(Some(&dir), &["--flavour", "debug"], &["sh", "-c", &script]);
     let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         text.contains("suite done rc="),
         "the suite did not run: {text}"
@@ -194,9 +188,6 @@ fn copy_tree(from: &Path, to: &Path) {
 
 fn variant_suite(api: &str) {
     let dir = kmod_variant(api);
-    // Tests run with --test-threads=1 (scripts/test.sh): no other lab run
-    // reads this meanwhile.
-    std::env::set_var("MMUVISOR_KMOD_DIR", &dir);
     let script = format!(
         "dmesg | grep -q 'mmuvisor: /dev/mmuvisor ready.*{}' || {{ echo 'not the {api} build'; exit 94; }}\n{}",
         if api == "range" {
@@ -206,8 +197,7 @@ fn variant_suite(api: &str) {
         },
         suite_script("kmod_", 5)
     );
-    let out = lab_run(&[], &["sh", "-c", &script]);
-    std::env::remove_var("MMUVISOR_KMOD_DIR");
+    let out = lab_run_kmod(Some(&dir), &[], &["sh", "-c", &script]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_module_tests_ran(&text);
     assert_eq!(out.status.code(), Some(0), "{api} build failed in the lab");

@@ -101,21 +101,18 @@ fn lab_matrix_catches_the_large_folio_migration_bug_of_6_12() {
     }
     let kmod = crate::lab_kmod::kmod_variant("range");
     let json = std::env::temp_dir().join(format!("mmuvisor-matrix-lf-{}.json", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
-        .env("MMUVISOR_KMOD_DIR", &kmod)
-        .args(["lab", "run", "--timeout", "900", "--version", "6.12,7.2", "--json"])
-        .arg(&json)
-        .args([
-            "--",
+    let json_path = json.to_str().expect("a UTF-8 temporary path");
+    let out = crate::lab::lab_run_kmod(
+        Some(&kmod),
+        &["--version", "6.12,7.2", "--json", json_path],
+        &[
             "sh",
             "-c",
             "dmesg | grep -q 'mmuvisor: /dev/mmuvisor ready.*make_device_exclusive_range' || echo 'not the range build'; exec mmuvisor drill exclusive-large-folio exclusive-thp",
-        ])
-        .output()
-        .expect("cannot start mmuvisor");
+        ],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
-    println!("{text}");
     let j = std::fs::read_to_string(&json).expect("no JSON written");
     let _ = std::fs::remove_file(&json);
     let words = |prefix: &str| row(&text, prefix);
