@@ -39,6 +39,24 @@ impl LabKernel {
         let path = self.dir.join("modules").join(format!("{name}.ko"));
         path.is_file().then_some(path)
     }
+    /// Words this build needs on the lab's kernel command line. With KASAN,
+    /// `no5lvl` (4-level page tables): QEMU's `-cpu max` offers LA57, and
+    /// while identify_cpu() rebuilds the boot CPU's feature bits, LA57 reads
+    /// as off, so the KASAN shadow's start moves and an interrupt in that
+    /// window gets a false "wild-memory-access in rcu_is_watching" (3 of 15
+    /// boots of the 7.2 debug lab; a CI run failed on it).
+    pub fn boot_args(&self) -> &'static str {
+        if self.config_enabled("CONFIG_KASAN") {
+            "no5lvl"
+        } else {
+            ""
+        }
+    }
+    fn config_enabled(&self, option: &str) -> bool {
+        let set = format!("{option}=y");
+        std::fs::read_to_string(self.build_tree().join(".config"))
+            .is_ok_and(|c| c.lines().any(|l| l == set))
+    }
     /// Seconds the from-scratch (or incremental) build took, as recorded.
     pub fn build_seconds(&self) -> Option<u64> {
         std::fs::read_to_string(self.dir.join("build-seconds"))

@@ -135,7 +135,7 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         cwd,
         out_dir: out_dir.clone(),
         timeout: req.timeout,
-        append: String::new(),
+        append: kernel.boot_args().to_string(),
         console_to_stderr: req.console_to_stderr,
     });
     if let Ok(dest) = std::env::var("MMUVISOR_LAB_DMESG") {
