@@ -37,6 +37,20 @@ impl PagemapEntry {
         Ok(Self::decode(u64::from_le_bytes(b)))
     }
 
+    /// The entries of `count` pages from `hva` in this process, in one read.
+    pub fn range(hva: u64, count: u64) -> std::io::Result<Vec<Self>> {
+        let f = File::open("/proc/self/pagemap")?;
+        let mut b = vec![0u8; (count * 8) as usize];
+        f.read_exact_at(&mut b, (hva / PAGE_SIZE) * 8)?;
+        Ok(b.chunks_exact(8)
+            .map(|c| {
+                Self::decode(u64::from_le_bytes([
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                ]))
+            })
+            .collect())
+    }
+
     /// Bit 63: the page is present in RAM.
     pub fn present(self) -> bool {
         self.raw & PM_PRESENT != 0
@@ -113,5 +127,7 @@ mod tests {
         let x = Box::new(0x5a5a_u64);
         let e = PagemapEntry::of_hva(&*x as *const u64 as u64).unwrap();
         assert!(e.present());
+        let r = PagemapEntry::range(&*x as *const u64 as u64, 1).unwrap();
+        assert_eq!(r, [e]);
     }
 }

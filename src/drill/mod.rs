@@ -15,6 +15,7 @@ pub mod drills;
 pub(crate) mod exclusive;
 pub(crate) mod guest;
 pub(crate) mod hostmm;
+pub mod oracle;
 pub mod report;
 pub(crate) mod runner;
 pub(crate) mod session;

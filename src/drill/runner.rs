@@ -9,7 +9,7 @@ use crate::drill::report::ktap::Report;
 use crate::drill::session::{DrillConfig, DrillError, DrillResult, GuestSpec, Session, TraceMode};
 use crate::drill::sim::SimGuest;
 use crate::drill::verdict::Outcome;
-use crate::drill::{vm, Backend, Ctx, Drill, Needs, DRILLS};
+use crate::drill::{oracle, vm, Backend, Ctx, Drill, Needs, DRILLS};
 use crate::secondary_mmu;
 
 impl Ctx {
@@ -172,5 +172,126 @@ pub fn run_one(d: &Drill, cfg: &DrillConfig, timeline_dir: Option<&Path>) -> Rep
         name: d.name.to_string(),
         outcome,
         seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
+/// Set in a drill's own process ([`run_checked`]): the file it writes the
+/// page frames its guest RAM used into, one hex number a line.
+pub const CHILD_ENV: &str = "MMUVISOR_DRILL_CHILD";
+
+/// In a drill's own process: hands the recorded frames to the runner.
+pub fn write_frames_for_parent() -> std::io::Result<()> {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return Ok(());
+    };
+    let text: String = oracle::leak::take()
+        .iter()
+        .map(|p| format!("{p:x}\n"))
+        .collect();
+    std::fs::write(path, text)
+}
+
+/// Runs a drill on real KVM in a process of its own and adds the kernel's
+/// verdict ([`oracle`]): the log and taint from before the process started
+/// to after it ended (its exit tears down its mm, where the kernel checks
+/// its RSS counters), and the leak check of the frames it used. Simulated
+/// drills and drills that cannot run here run in this process.
+pub fn run_checked(
+    d: &'static Drill,
+    cfg: &DrillConfig,
+    timeline_dir: Option<&Path>,
+    timeout: Option<Duration>,
+) -> Report {
+    if d.backend != Backend::Kvm
+        || done_elsewhere(d.name)
+            .or_else(|| missing(d.needs))
+            .is_some()
+    {
+        return run_with_timeout(d, cfg, timeline_dir, timeout);
+    }
+    let watch = oracle::KernelWatch::start();
+    let t0 = Instant::now();
+    let (outcome, frames) = match run_child(d, cfg, timeline_dir, timeout) {
+        Ok((outcome, frames)) => (outcome, frames),
+        Err(e) => (Outcome::Error(e), Vec::new()),
+    };
+    let mut r = Report {
+        name: d.name.to_string(),
+        outcome,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    watch.judge(&mut r, &frames);
+    r
+}
+
+/// `mmuvisor drill NAME --format json` in a child process; its outcome and
+/// the frames it recorded.
+fn run_child(
+    d: &'static Drill,
+    cfg: &DrillConfig,
+    timeline_dir: Option<&Path>,
+    timeout: Option<Duration>,
+) -> Result<(Outcome, Vec<u64>), String> {
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find mmuvisor itself: {e}"))?;
+    let frames_file = vmm_sys_util::tempfile::TempFile::new_with_prefix("/tmp/mmuvisor-frames-")
+        .map_err(|e| format!("cannot create the frames file: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("drill")
+        .arg(d.name)
+        .args(["--format", "json"])
+        .args(["--vcpus", &cfg.vcpus.to_string()])
+        .args(["--pages", &cfg.pages.to_string()])
+        .args(["--iterations", &cfg.iterations.to_string()])
+        .args(["--seed", &cfg.seed.to_string()])
+        .env(CHILD_ENV, frames_file.as_path())
+        .env_remove(RUNNING_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    if let Some(dir) = timeline_dir {
+        cmd.arg("--timeline").arg(dir);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the drill's process: {e}"))?;
+    let mut stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = stdout.as_mut() {
+            let _ = std::io::Read::read_to_string(o, &mut s);
+        }
+        s
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for the drill's process: {e}")),
+        }
+        if let Some(t) = timeout.filter(|t| t0.elapsed() >= *t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok((Outcome::Timeout(t.as_secs()), Vec::new()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let out = reader.join().unwrap_or_default();
+    let frames: Vec<u64> = std::fs::read_to_string(frames_file.as_path())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l, 16).ok())
+        .collect();
+    let parsed = crate::drill::report::json::parse(&out);
+    match parsed.map(|mut v| v.pop()) {
+        Ok(Some(r)) if r.name == d.name => Ok((r.outcome, frames)),
+        _ => Err(format!(
+            "the drill's process ended ({status}) without a report{}",
+            if out.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", out.chars().take(200).collect::<String>())
+            }
+        )),
     }
 }

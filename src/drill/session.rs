@@ -265,6 +265,7 @@ impl Session {
     pub fn pagemap(&mut self, page: u64) -> DrillResult<PagemapEntry> {
         let hva = self.hva(page)?;
         let s = PagemapEntry::of_hva(hva).map_err(host_err("pagemap"))?;
+        crate::drill::oracle::leak::note([s]);
         self.tl.instant(
             Lane::Pagemap,
             crate::clock::now_ns(),
@@ -372,8 +373,19 @@ impl Session {
         }
     }
 
+    /// Records the page frames under guest RAM for the leak oracle
+    /// (pagemap only: never touches a page).
+    fn note_frames(&self) {
+        for r in self.guest.regions() {
+            if let Ok(entries) = PagemapEntry::range(r.hva, r.size / PAGE_SIZE) {
+                crate::drill::oracle::leak::note(entries);
+            }
+        }
+    }
+
     /// Ends the guest, puts KVM's events on the timeline, and returns the verdict.
     pub fn finish(mut self) -> DrillResult<(Verdict, Timeline)> {
+        self.note_frames();
         for vcpu in 0..self.nr_vcpus() {
             if let Some(_cmd) = self.pending[vcpu] {
                 let _ = self.collect(vcpu);
@@ -419,6 +431,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         // finish() may not have run (error path): never leave vCPUs waiting.
+        self.note_frames();
         let _ = self.guest.finish();
     }
 }

@@ -73,6 +73,14 @@ pub const KNOWN_BAD: Files = &[
         "0010-mm-rmap-migration-drops-soft-dirty-of-exclusive-ptes.patch",
         include_str!("../../resources/kernels/patches/known-bad/0010-mm-rmap-migration-drops-soft-dirty-of-exclusive-ptes.patch"),
     ),
+    (
+        "0011-mm-memory-zap-of-exclusive-entry-keeps-rss.patch",
+        include_str!("../../resources/kernels/patches/known-bad/0011-mm-memory-zap-of-exclusive-entry-keeps-rss.patch"),
+    ),
+    (
+        "0012-mm-memory-restore-of-exclusive-entry-leaks-a-reference.patch",
+        include_str!("../../resources/kernels/patches/known-bad/0012-mm-memory-restore-of-exclusive-entry-leaks-a-reference.patch"),
+    ),
 ];
 
 /// The content hash of a set of files (names and contents).
