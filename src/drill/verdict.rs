@@ -177,6 +177,10 @@ pub struct ExclusiveObs {
     pub final_value: u64,
     /// Mismatching words in the neighbour pages (guest CHECK_RANGE).
     pub neighbour_mismatches: u64,
+    /// The drill keeps KVM from mapping this page before its conversion (a
+    /// second device's conversion of a held page; a page whose dirty state
+    /// a guest access would hide): `kvm-spte-zapped` is not judged for it.
+    pub kvm_unmapped_by_design: bool,
 }
 
 /// The conversion's rules: the kernel sent MMU_NOTIFY_EXCLUSIVE for the
@@ -202,23 +206,59 @@ pub fn judge_conversion(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) 
         );
     }
     let (present, zapped) = spte_zap(events, o.gfn, win);
+    // A conversion that first splits a PMD drops KVM's huge mapping in the
+    // split's own invalidation, before the EXCLUSIVE one: a mapping present
+    // when the call began and dropped before the EXCLUSIVE window ended
+    // counts too.
+    let call = Window {
+        start_ns: o.conversion.start_ns,
+        end_ns: win.end_ns,
+    };
+    let (present_at_call, zapped_in_call) = spte_zap(events, o.gfn, call);
     v.figure(
         &format!("{l}spte_present_at_conversion").replace([' ', ':'], ""),
-        present as u8 as f64,
+        (present || present_at_call) as u8 as f64,
     );
+    if o.kvm_unmapped_by_design {
+        v.note(format!(
+            "{l}kvm-spte-zapped not judged: the drill keeps the guest off this page before its conversion"
+        ));
+        judge_value_at_conversion(v, o);
+        return;
+    }
+    let dropped = if present {
+        zapped
+    } else {
+        present_at_call && zapped_in_call
+    };
+    // Only a mapping that existed can be shown dropped: without a present
+    // SPTE before the conversion the check could not fail, so it fails.
+    let present = present || present_at_call;
     v.check(
         "kvm-spte-zapped",
-        !present || (zapped && o.exclusive.is_some()),
-        format!(
-            "{l}KVM had a present SPTE for gfn {:#x} when the page was converted and {}",
-            o.gfn,
-            if o.exclusive.is_none() {
-                "no EXCLUSIVE invalidation came"
-            } else {
-                "no SPTE event shows it going non-present during the EXCLUSIVE invalidation"
-            }
-        ),
+        present && dropped && o.exclusive.is_some(),
+        if !present {
+            format!(
+                "{l}no SPTE event shows KVM mapping gfn {:#x} before the page was converted (the guest had not touched it, or the trace lost the event): nothing showed KVM dropping a mapping",
+                o.gfn
+            )
+        } else {
+            format!(
+                "{l}KVM had a present SPTE for gfn {:#x} when the page was converted and {}",
+                o.gfn,
+                if o.exclusive.is_none() {
+                    "no EXCLUSIVE invalidation came"
+                } else {
+                    "no SPTE event shows it going non-present during the EXCLUSIVE invalidation"
+                }
+            )
+        },
     );
+    judge_value_at_conversion(v, o);
+}
+
+fn judge_value_at_conversion(v: &mut Verdict, o: &ExclusiveObs) {
+    let l = &o.label;
     if let Some(want) = o.expected_at_conversion {
         v.check(
             "value-kept-at-conversion",
@@ -466,9 +506,10 @@ mod tests {
         assert_eq!(failed, ["kvm-spte-zapped"]);
     }
 
-    /// No SPTE for the gfn when the conversion began: nothing to drop.
+    /// No SPTE for the gfn when the conversion began: the check could not
+    /// fail, so it fails (no vacuous pass).
     #[test]
-    fn absent_spte_needs_no_zap() {
+    fn absent_spte_is_no_evidence() {
         let (o, _) = good();
         let ev = vec![
             spte(5_000, GFN, 0, PRESENT),
@@ -477,7 +518,61 @@ mod tests {
         ];
         let mut v = Verdict::default();
         judge_conversion(&mut v, &o, &ev);
+        let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["kvm-spte-zapped"]);
+        assert!(v
+            .checks
+            .iter()
+            .any(|c| c.detail.contains("no SPTE event shows KVM mapping")));
+    }
+
+    /// A PMD split at the start of the call drops KVM's 2 MiB mapping in
+    /// its own invalidation, before the EXCLUSIVE window: that counts (the
+    /// mapping existed and went during the call); one kept through the
+    /// call does not.
+    #[test]
+    fn mapping_dropped_by_the_split_counts() {
+        let (o, _) = good();
+        let huge = |t, old, new| KvmEvent {
+            time_ns: t,
+            tid: 1,
+            cpu: 0,
+            kind: KvmEventKind::TdpSpteChanged {
+                gfn: 0x200,
+                level: 2,
+                old_spte: old,
+                new_spte: new,
+            },
+        };
+        let ev = vec![
+            huge(5_000, 0, PRESENT | 0x80),
+            unmap(11_000, 0x7f00_0020_0000, 0x7f00_0040_0000),
+            huge(12_000, PRESENT | 0x80, 0),
+            unmap(15_000, 0x7f00_0020_0000, 0x7f00_0020_1000),
+        ];
+        let mut v = Verdict::default();
+        judge_conversion(&mut v, &o, &ev);
         assert!(v.passed(), "{:?}", v.checks);
+        let kept = vec![ev[0].clone(), ev[1].clone(), ev[3].clone()];
+        let mut v = Verdict::default();
+        judge_conversion(&mut v, &o, &kept);
+        let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["kvm-spte-zapped"]);
+    }
+
+    /// A page the drill keeps KVM off on purpose is not judged (noted).
+    #[test]
+    fn unmapped_by_design_is_noted_not_judged() {
+        let (mut o, _) = good();
+        o.kvm_unmapped_by_design = true;
+        let mut v = Verdict::default();
+        judge_conversion(
+            &mut v,
+            &o,
+            &[unmap(15_000, 0x7f00_0020_0000, 0x7f00_0020_1000)],
+        );
+        assert!(v.passed() && !v.checks.iter().any(|c| c.name == "kvm-spte-zapped"));
+        assert_eq!(v.notes.len(), 1);
     }
 
     /// A 2 MiB SPTE covers the page's gfn.

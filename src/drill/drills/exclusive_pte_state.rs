@@ -142,6 +142,8 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut oc = ExclusiveObs {
         label: "page C: ".into(),
         expected_at_conversion: Some(vc),
+        // The guest never touches page C (see above).
+        kvm_unmapped_by_design: true,
         ..Default::default()
     };
     convert(&mut s, dev.as_mut(), c, &mut oc)?;

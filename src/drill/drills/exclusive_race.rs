@@ -9,6 +9,11 @@
 //! Each round of a host thread: make-exclusive on one page, two device
 //! reads some time apart; both succeeding with different values means a
 //! guest store landed while the device held the page.
+//!
+//! The race must have happened: a round in which a device read found the
+//! page revoked is a guest access that overlapped the device's hold (only
+//! the guest touches these pages). The drill counts them, draws the first
+//! rounds on the timeline, and is an error when none overlapped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::drill::exclusive::pages;
 use crate::drill::guest::Op;
-use crate::drill::report::timeline::Timeline;
+use crate::drill::report::timeline::{Lane, Timeline};
 use crate::drill::session::{DrillError, DrillResult, GuestSpec, TraceMode};
 use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
@@ -31,10 +36,17 @@ const PAUSE: Duration = Duration::from_micros(50);
 /// Increments per guest command (short, so vCPUs move between pages).
 const LOOPS: u32 = 20_000;
 
+/// Rounds drawn on the timeline (per converter).
+const DRAWN: usize = 100;
+
 #[derive(Default)]
 struct Tally {
     conversions: u64,
     rounds: u64,
+    /// Rounds where the guest took the page back while the device held it.
+    overlaps: u64,
+    /// (page, start, end, overlapped) of the first rounds, for the timeline.
+    drawn: Vec<(u64, u64, u64, bool)>,
     /// (page, first read, second read) of the first violations.
     violations: Vec<(u64, u64, u64)>,
     errors: Vec<String>,
@@ -53,6 +65,7 @@ fn converter(
                 break 'outer;
             }
             local.rounds += 1;
+            let start = crate::clock::now_ns();
             match dev.make_exclusive(hva, 1) {
                 Ok(n) => local.conversions += n,
                 Err(e) if e.errno() == Some(libc::EBUSY) => continue,
@@ -66,6 +79,13 @@ fn converter(
             let r1 = dev.device_access(hva, AccessOp::Read);
             std::thread::sleep(PAUSE);
             let r2 = dev.device_access(hva, AccessOp::Read);
+            let overlapped = matches!(r1, Ok(Access::Revoked)) || matches!(r2, Ok(Access::Revoked));
+            local.overlaps += overlapped as u64;
+            if local.drawn.len() < DRAWN {
+                local
+                    .drawn
+                    .push((page, start, crate::clock::now_ns(), overlapped));
+            }
             if let (Ok(Access::Done(a)), Ok(Access::Done(b))) = (&r1, &r2) {
                 if a != b {
                     local.violations.push((page, *a, *b));
@@ -77,6 +97,8 @@ fn converter(
     if let Ok(mut t) = tally.lock() {
         t.conversions += local.conversions;
         t.rounds += local.rounds;
+        t.overlaps += local.overlaps;
+        t.drawn.extend(local.drawn);
         t.violations.extend(local.violations);
         t.errors.extend(local.errors);
     }
@@ -159,6 +181,15 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     s.v.figure("seconds", secs);
     s.v.figure("rounds", tally.rounds as f64);
     s.v.figure("conversions", tally.conversions as f64);
+    s.v.figure("guest_accesses_during_hold", tally.overlaps as f64);
+    for &(page, start, end, overlapped) in &tally.drawn {
+        let label = if overlapped {
+            format!("convert p{page}: a guest access took it back during the hold")
+        } else {
+            format!("convert p{page}, held")
+        };
+        s.tl.span(Lane::Host, start, end, label);
+    }
     s.v.figure("guest_increments", incs.iter().sum::<u64>() as f64);
     let res_ns = timer_resolution_ns();
     s.v.figure("timer_resolution_ns", res_ns as f64);
@@ -169,13 +200,18 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
             PAUSE.as_micros()
         ));
     }
-    if tally.conversions == 0 || incs.iter().all(|&i| i == 0) {
+    if tally.conversions == 0 || incs.iter().all(|&i| i == 0) || tally.overlaps == 0 {
         return Err(DrillError::Host(format!(
-            "nothing raced: {} conversions, {} guest increments in {secs:.1} s",
+            "nothing raced: {} conversions, {} guest increments, {} guest accesses during a hold in {secs:.1} s",
             tally.conversions,
-            incs.iter().sum::<u64>()
+            incs.iter().sum::<u64>(),
+            tally.overlaps
         )));
     }
+    s.v.note(format!(
+        "{} of {} rounds overlapped a guest access (the device lost the page while holding it)",
+        tally.overlaps, tally.rounds
+    ));
     let detail = tally
         .violations
         .first()

@@ -117,6 +117,8 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut oa = ExclusiveObs {
         label: "page A: ".into(),
         expected_at_conversion: Some(v2 as u64),
+        // The guest stays off page A (see above).
+        kvm_unmapped_by_design: true,
         ..Default::default()
     };
     convert(&mut s, dev.as_mut(), a, &mut oa)?;

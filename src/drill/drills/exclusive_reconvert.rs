@@ -25,8 +25,10 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     device_work(&mut s, first.as_mut(), ctx.cfg.iterations, &mut o1)?;
     check_conversion(&mut s, &o1)?;
 
+    // The first context holds the page: KVM cannot map it now.
     let mut o2 = ExclusiveObs {
         expected_at_conversion: Some(o1.initial_value + o1.device_increments),
+        kvm_unmapped_by_design: true,
         ..Default::default()
     };
     convert(&mut s, second.as_mut(), page, &mut o2)?;
