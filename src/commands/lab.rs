@@ -96,6 +96,10 @@ pub enum LabCmd {
         /// Only fixtures whose file name contains this (repeatable).
         #[arg(long = "fixture", value_name = "NAME")]
         only: Vec<String>,
+        /// Kernel flavour of every column: `debug` adds DEBUG_VM, lockdep
+        /// and KASAN, so the kernel's own assertions count.
+        #[arg(long, default_value = "default", value_parser = ["default", "debug"])]
+        flavour: String,
         /// Cache folder (as for `lab kernel`).
         #[arg(long, env = "MMUVISOR_CACHE")]
         cache: Option<PathBuf>,
@@ -113,6 +117,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
         LabCmd::KnownBad {
             version,
             only,
+            flavour,
             cache,
             mem,
             drills,
@@ -121,6 +126,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 cache,
                 version,
                 only,
+                flavour,
                 mem_mib: mem >> 20,
                 cpus: crate::lab::qemu::default_cpus(),
                 drills,

@@ -159,6 +159,8 @@ pub struct MatrixRun {
     pub version: String,
     /// Only fixtures whose name contains one of these (all when empty).
     pub only: Vec<String>,
+    /// Kernel flavour of every column ("default", "debug").
+    pub flavour: String,
     pub mem_mib: u64,
     pub cpus: u32,
     /// Extra arguments for `mmuvisor drill` (default: all).
@@ -201,7 +203,7 @@ fn run_column(req: &MatrixRun, fixture: Option<Fixture>) -> Result<Column, LabEr
         cache: req.cache.clone(),
         kernel: kernel::KernelSpec {
             version: req.version.clone(),
-            flavour: "default".into(),
+            flavour: req.flavour.clone(),
             patches: fixture.iter().map(|f| f.path.clone()).collect(),
             tree: None,
         },
