@@ -93,6 +93,34 @@ fn lab_known_bad_matrix_catches_every_fixture() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// The kill matrix on the debug kernel (DEBUG_VM, lockdep, KASAN) for the
+/// fixtures that only the kernel's own verdict catches: the stock debug
+/// kernel passes every drill with its assertions on, and 0011 (a log-only
+/// RSS-counter bug) and 0012 (a leaked folio reference) are still caught.
+#[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
+fn lab_known_bad_matrix_on_the_debug_kernel() {
+    if !lab_enabled() {
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mmuvisor"))
+        .args(["lab", "known-bad", "--flavour", "debug"])
+        .args(["--fixture", "0011", "--fixture", "0012"])
+        .output()
+        .expect("cannot start mmuvisor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("known-bad: 2/2 fixtures caught, stock kernel all ok"),
+        "the debug kill matrix did not catch 0011 and 0012, or the stock debug kernel failed a drill"
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
 /// The known-bad module for the pre-6.15 path (kmod/tests/without-fixes.patch:
 /// a tail page of a large folio retried until the timeout, and only the head
 /// page recorded where the kernel converted the whole folio) on Debian's
