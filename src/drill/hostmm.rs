@@ -174,7 +174,12 @@ pub fn numa_nodes() -> Vec<i32> {
 
 /// /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h).
 pub const KPF_DIRTY: u64 = 1 << 4;
+pub const KPF_BUDDY: u64 = 1 << 10;
+pub const KPF_MMAP: u64 = 1 << 11;
+pub const KPF_ANON: u64 = 1 << 12;
 pub const KPF_SWAPCACHE: u64 = 1 << 13;
+pub const KPF_NOPAGE: u64 = 1 << 20;
+pub const KPF_KSM: u64 = 1 << 21;
 
 /// The folio flags of page frame `pfn` (root only).
 pub fn kpageflags(pfn: u64) -> io::Result<u64> {

@@ -6,15 +6,10 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use crate::drill::hostmm::{
+    kpageflags, move_pages, KPF_ANON, KPF_BUDDY, KPF_KSM, KPF_MMAP, KPF_NOPAGE, KPF_SWAPCACHE,
+};
 use crate::pagemap::PagemapEntry;
-
-/// /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h).
-const KPF_BUDDY: u64 = 1 << 10;
-const KPF_MMAP: u64 = 1 << 11;
-const KPF_ANON: u64 = 1 << 12;
-const KPF_SWAPCACHE: u64 = 1 << 13;
-const KPF_KSM: u64 = 1 << 21;
-const KPF_NOPAGE: u64 = 1 << 20;
 
 /// Swap types from here up are the kernel's own (migration, device-private,
 /// device-exclusive, hwpoison, markers), whose offset is a PFN; real swap
@@ -57,16 +52,12 @@ pub fn looks_leaked(flags: u64) -> bool {
         && flags & (KPF_MMAP | KPF_SWAPCACHE | KPF_KSM | KPF_BUDDY | KPF_NOPAGE) == 0
 }
 
-fn kpageflags(pfn: u64) -> std::io::Result<u64> {
-    crate::drill::hostmm::kpageflags(pfn)
-}
-
 /// Empties every CPU's LRU batches, whose references keep just-unmapped
 /// folios alive for a while: move_pages(2) with no pages still runs
 /// lru_cache_disable(). Best effort (no NUMA: nothing is drained, and
 /// the retries below wait instead).
 fn drain_lru_batches() {
-    let _ = crate::drill::hostmm::move_pages(&[], Some(0));
+    let _ = move_pages(&[], Some(0));
 }
 
 /// The frames of `pfns` still held after the drill ended, with their
