@@ -168,6 +168,7 @@ pub fn guest_touch(
         .last()
         .map(|r| r.0)
         .unwrap_or(o.value_at_conversion);
+    o.lost_before_touch = dev.query(o.hva).map_err(dev_err("query"))? != Held::Now;
     let last = s.step(vcpu, Op::IncLoop(k as u32), page)?;
     o.guest_increments += k;
     let held = still_held(s, dev, o, expect)?;

@@ -181,6 +181,9 @@ pub struct ExclusiveObs {
     /// second device's conversion of a held page; a page whose dirty state
     /// a guest access would hide): `kvm-spte-zapped` is not judged for it.
     pub kvm_unmapped_by_design: bool,
+    /// QUERY said the device no longer held the page just before the
+    /// guest's first access ([`crate::drill::exclusive::guest_touch`]).
+    pub lost_before_touch: bool,
 }
 
 /// The conversion's rules: the kernel sent MMU_NOTIFY_EXCLUSIVE for the
@@ -313,22 +316,39 @@ pub fn judge_exclusive(v: &mut Verdict, o: &ExclusiveObs, events: &[KvmEvent]) {
         format!("{l}{}", detail.join("; ")),
     );
     judge_conversion(v, o, events);
-    // (3) the guest's first access revokes the device.
+    // (3) the guest's first access revokes the device. Where the device
+    // had already lost the page (a host operation revoked it, which the
+    // drill asserts itself), the access revoked nothing: only that it
+    // mapped the page again is judged.
+    if o.lost_before_touch {
+        v.note(format!(
+            "{l}the device had lost the page before the guest's access: guest-access-revokes not judged"
+        ));
+        v.check(
+            "guest-access-maps",
+            o.pagemap_present_after_touch,
+            format!("{l}pagemap not present after the guest's access"),
+        );
+    }
     let mut r = Vec::new();
-    if !o.revoked_after_guest_touch {
+    if o.lost_before_touch {
+        // judged above
+    } else if !o.revoked_after_guest_touch {
         r.push("QUERY still says exclusive after the guest accessed the page");
     }
-    if !o.notifier_event_seen {
-        r.push("the device got no invalidation for the page");
+    if !o.lost_before_touch {
+        if !o.notifier_event_seen {
+            r.push("the device got no invalidation for the page");
+        }
+        if !o.pagemap_present_after_touch {
+            r.push("pagemap not present after the guest's access");
+        }
+        v.check(
+            "guest-access-revokes",
+            r.is_empty(),
+            format!("{l}{} ({kvm_words})", r.join("; ")),
+        );
     }
-    if !o.pagemap_present_after_touch {
-        r.push("pagemap not present after the guest's access");
-    }
-    v.check(
-        "guest-access-revokes",
-        r.is_empty(),
-        format!("{l}{} ({kvm_words})", r.join("; ")),
-    );
     // (4) nothing lost: the end value is what the guest wrote plus every
     // increment.
     let want = o.initial_value + o.device_increments + o.guest_increments;
@@ -558,6 +578,25 @@ mod tests {
         judge_conversion(&mut v, &o, &kept);
         let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
         assert_eq!(failed, ["kvm-spte-zapped"]);
+    }
+
+    /// Where a host operation had already revoked the device, the guest's
+    /// access proves nothing about revocation: only that it mapped the
+    /// page again is judged (and fails if it did not).
+    #[test]
+    fn lost_before_touch_judges_only_the_mapping() {
+        let (mut o, ev) = good();
+        o.lost_before_touch = true;
+        o.notifier_event_seen = false;
+        let mut v = Verdict::default();
+        judge_exclusive(&mut v, &o, &ev);
+        assert!(v.passed(), "{:?}", v.checks);
+        assert!(!v.checks.iter().any(|c| c.name == "guest-access-revokes"));
+        o.pagemap_present_after_touch = false;
+        let mut v = Verdict::default();
+        judge_exclusive(&mut v, &o, &ev);
+        let failed: Vec<_> = v.failures().map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["guest-access-maps"]);
     }
 
     /// A page the drill keeps KVM off on purpose is not judged (noted).

@@ -154,7 +154,16 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
         cmd.args(["-enable-kvm", "-cpu", "host"]);
         String::new()
     } else {
-        cmd.args(["-accel", "tcg,thread=single", "-cpu", "max"]);
+        // Several lab CPUs run on as many host threads at once (MTTCG), so
+        // that concurrency drills really overlap; one CPU stays on
+        // single-threaded TCG.
+        let threads = if vm.cpus > 1 && std::env::var("MMUVISOR_LAB_TCG").as_deref() != Ok("single")
+        {
+            "multi"
+        } else {
+            "single"
+        };
+        cmd.args(["-accel", &format!("tcg,thread={threads}"), "-cpu", "max"]);
         super::clock::tsc_cmdline()
     };
     // QEMU's microvm machine: no PCI, no ACPI, no firmware tables to parse,

@@ -28,7 +28,11 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut child = child.map_err(host_err("fork"))?;
     let held = dev.query(o.hva).map_err(dev_err("query"))?;
     note_revocations(&mut s, dev.as_mut(), &mut o)?;
-    s.v.note(format!("after fork the device's QUERY says {held:?}"));
+    s.v.check(
+        "device-revoked-by-fork",
+        held == Held::Revoked,
+        format!("after fork the device's QUERY says {held:?}: fork made the page copy-on-write and left the device its exclusive access"),
+    );
     guest_touch(
         &mut s,
         dev.as_mut(),
@@ -37,11 +41,6 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         ctx.cfg.iterations.max(1),
         &mut o,
     )?;
-    if held != Held::Now {
-        // Fork already revoked the device: the guest's touch did not have to.
-        o.revoked_after_guest_touch = true;
-        o.notifier_event_seen |= held == Held::Revoked;
-    }
     let c = child.read().map_err(host_err("forked child"))?;
     s.v.check(
         "child-isolated",

@@ -1,7 +1,9 @@
-//! exclusive-mprotect: mprotect(PROT_READ) on a page the device holds, then
-//! the guest reads it (it must see the device's value), the host makes it
-//! writable again and the guest's increments revoke the device.
+//! exclusive-mprotect: mprotect(PROT_READ) on a page the device holds must
+//! revoke the device's exclusive (write) access; the guest then reads it
+//! (it must see the device's value), the host makes it writable again and
+//! the guest's increments map it again.
 
+use crate::drill::device::Held;
 use crate::drill::exclusive::{dev_err, held_page, touch_and_finish, HeldPage};
 use crate::drill::guest::Op;
 use crate::drill::report::timeline::Timeline;
@@ -22,7 +24,11 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     });
     r.map_err(host_err("mprotect"))?;
     let held = dev.query(o.hva).map_err(dev_err("query"))?;
-    s.v.note(format!("after mprotect(PROT_READ) QUERY says {held:?}"));
+    s.v.check(
+        "device-revoked-by-mprotect",
+        held == Held::Revoked,
+        format!("after mprotect(PROT_READ) QUERY says {held:?}: the device kept exclusive (write) access to a page the VMA no longer lets anyone write"),
+    );
     let want = o.initial_value + o.device_increments;
     let seen = s.step(0, Op::Read, page)?;
     s.v.check(
