@@ -347,6 +347,37 @@ pub fn guarded_write(addr: u64, val: u64) -> io::Result<bool> {
     Ok(faulted)
 }
 
+/// CPUs this process may run on (sched_getaffinity), in order.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid cpu_set_t of the size passed.
+    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: i < CPU_SETSIZE, within the set.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect())
+}
+
+/// Lets the calling thread (and the threads it starts from now on) run on
+/// `cpus` only.
+pub fn set_this_thread_cpus(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: cpu < CPU_SETSIZE, within the set.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: set is a valid cpu_set_t of the size passed; 0 = this thread.
+    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })
+        .map(|_| ())
+}
+
+/// Pins the calling thread (and the threads it starts from now on) to `cpu`.
+pub fn pin_this_thread(cpu: usize) -> io::Result<()> {
+    set_this_thread_cpus(&[cpu])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,35 +414,4 @@ mod tests {
                 || !std::path::Path::new("/sys/devices/system/node/online").exists()
         );
     }
-}
-
-/// CPUs this process may run on (sched_getaffinity), in order.
-pub fn allowed_cpus() -> io::Result<Vec<usize>> {
-    // SAFETY: an all-zero cpu_set_t is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: set is a valid cpu_set_t of the size passed.
-    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
-    Ok((0..libc::CPU_SETSIZE as usize)
-        // SAFETY: i < CPU_SETSIZE, within the set.
-        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
-        .collect())
-}
-
-/// Lets the calling thread (and the threads it starts from now on) run on
-/// `cpus` only.
-pub fn set_this_thread_cpus(cpus: &[usize]) -> io::Result<()> {
-    // SAFETY: an all-zero cpu_set_t is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
-        // SAFETY: cpu < CPU_SETSIZE, within the set.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: set is a valid cpu_set_t of the size passed; 0 = this thread.
-    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })
-        .map(|_| ())
-}
-
-/// Pins the calling thread (and the threads it starts from now on) to `cpu`.
-pub fn pin_this_thread(cpu: usize) -> io::Result<()> {
-    set_this_thread_cpus(&[cpu])
 }
