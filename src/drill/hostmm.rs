@@ -378,6 +378,126 @@ pub fn pin_this_thread(cpu: usize) -> io::Result<()> {
     set_this_thread_cpus(&[cpu])
 }
 
+const MEMORY_BLOCKS: &str = "/sys/devices/system/memory";
+
+fn memory_block_size() -> io::Result<u64> {
+    let size = std::fs::read_to_string(format!("{MEMORY_BLOCKS}/block_size_bytes"))
+        .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, format!("{MEMORY_BLOCKS}: {e}")))?;
+    u64::from_str_radix(size.trim(), 16)
+        .ok()
+        .filter(|&s| s >= 4096)
+        .ok_or_else(|| io::Error::other(format!("block_size_bytes {size:?}")))
+}
+
+/// Frames the kernel cannot migrate out of a block: reserved (early boot
+/// allocations, the memmap at the top of a node), slab, page tables.
+const KPF_UNMOVABLE: u64 = (1 << 32) | (1 << 7) | (1 << 26);
+
+/// Whether the memory block holding `pfn` can go offline: not the first
+/// block, within one zone (`valid_zones` is not "none"), and no frame in it
+/// that kpageflags shows unmovable.
+pub fn memory_block_offlinable(pfn: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(size) = memory_block_size() else {
+        return false;
+    };
+    let block = pfn * 4096 / size;
+    let one_zone = std::fs::read_to_string(format!("{MEMORY_BLOCKS}/memory{block}/valid_zones"))
+        .is_ok_and(|z| z.trim() != "none");
+    if block == 0 || !one_zone {
+        return false;
+    }
+    let frames = size / 4096;
+    let mut flags = vec![0u8; (frames * 8) as usize];
+    let read = std::fs::File::open("/proc/kpageflags")
+        .and_then(|f| f.read_exact_at(&mut flags, block * frames * 8));
+    read.is_ok()
+        && flags.chunks_exact(8).all(|c| {
+            u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) & KPF_UNMOVABLE
+                == 0
+        })
+}
+
+/// Takes the memory block holding page frame `pfn` offline, which migrates
+/// every page in it, and puts it online again; returns the block's number.
+/// The kernel retries a page it cannot migrate until the writer gets a
+/// signal, so the write runs in a child process that is killed after
+/// `limit` (an error then). `Unsupported` where the kernel has no memory
+/// blocks (no memory hot-remove).
+pub fn offline_memory_block_of(pfn: u64, limit: std::time::Duration) -> io::Result<u64> {
+    use std::process::{Command, Stdio};
+    let block = pfn * 4096 / memory_block_size()?;
+    let state = format!("{MEMORY_BLOCKS}/memory{block}/state");
+    let mut child = Command::new("sh")
+        .args(["-c", "echo offline > \"$0\"", &state])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if t0.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("memory block {block} did not go offline in {} s (a page in it would not migrate)", limit.as_secs()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    if !status.success() {
+        let mut why = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = io::Read::read_to_string(&mut e, &mut why);
+        }
+        return Err(io::Error::other(format!(
+            "offline of memory block {block} failed: {}",
+            why.trim()
+        )));
+    }
+    std::fs::write(&state, "online")
+        .map_err(|e| io::Error::other(format!("memory block {block} back online: {e}")))?;
+    Ok(block)
+}
+
+/// Anonymous memory whose pages come from one NUMA node (mbind
+/// MPOL_BIND), populated: it takes that node's free pages the allocator
+/// would hand out next, so a page moved there afterwards lands elsewhere.
+pub fn ballast_on_node(len: usize, node: i32) -> io::Result<crate::host_mapping::HostMapping> {
+    const MPOL_BIND: libc::c_long = 2;
+    let m = crate::host_mapping::HostMapping::anonymous(
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+    )?;
+    let mask: u64 = 1 << node;
+    // SAFETY: the range is our own fresh mapping; the node mask is one u64
+    // of 64 bits, as maxnode says.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mbind,
+            m.as_ptr(),
+            len,
+            MPOL_BIND,
+            &mask as *const u64,
+            65usize,
+            0usize,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for off in (0..len).step_by(4096) {
+        // SAFETY: off < len, inside the writable mapping.
+        unsafe { std::ptr::write_volatile(m.as_ptr().add(off), 1) };
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

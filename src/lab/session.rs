@@ -22,6 +22,10 @@ pub struct LabRun {
     pub console_to_stderr: bool,
 }
 
+/// Extra lab kernel command-line arguments (a developer's, e.g. to try a
+/// boot option), after the lab's own.
+pub const APPEND_ENV: &str = "MMUVISOR_LAB_APPEND";
+
 /// Tells commands in the lab whether the host's stdout is a terminal.
 pub const STDOUT_TTY_ENV: &str = "MMUVISOR_STDOUT_TTY";
 
@@ -135,7 +139,13 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         cwd,
         out_dir: out_dir.clone(),
         timeout: req.timeout,
-        append: kernel.boot_args().to_string(),
+        append: [
+            kernel.boot_args().to_string(),
+            std::env::var(APPEND_ENV).unwrap_or_default(),
+        ]
+        .join(" ")
+        .trim()
+        .to_string(),
         console_to_stderr: req.console_to_stderr,
     });
     if let Ok(dest) = std::env::var("MMUVISOR_LAB_DMESG") {

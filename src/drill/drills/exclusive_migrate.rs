@@ -1,16 +1,33 @@
-//! exclusive-migrate: move_pages() on a page the device holds, to another
-//! NUMA node. Whatever the kernel does (migrate, or refuse), the device must
-//! not keep access to a page the CPU uses, and the guest must see the
-//! device's value and keep its own increments.
+//! exclusive-migrate: the folio of a page the device holds really migrates,
+//! and the migration revokes the device. First move_pages(2) to another
+//! NUMA node (before 6.15 it may move the page; from 6.15 on it finds no
+//! page behind a device-exclusive entry and says ENOENT); where that moved
+//! nothing, the page's memory block is taken offline, which migrates every
+//! page in it by PFN through the same rmap walk, and put online again.
+//! Either way the page frame must change (else the drill is an `error`: the
+//! migration it is named after did not happen), the device must have lost
+//! the page, and the guest must read the device's value and keep its own
+//! increments.
 
-use crate::drill::exclusive::{held_page, touch_and_finish, HeldPage};
-use crate::drill::hostmm::numa_nodes;
+use std::time::Duration;
+
+use crate::drill::device::Held;
+use crate::drill::exclusive::{
+    anchored, convert, dev_err, device_work, pages, setup, touch_and_finish,
+};
+use crate::drill::guest::Op;
+use crate::drill::hostmm::{
+    ballast_on_node, memory_block_offlinable, move_pages, numa_nodes, offline_memory_block_of,
+};
+use crate::drill::oracle::leak::frame_of;
 use crate::drill::report::timeline::Timeline;
-use crate::drill::session::{DrillError, DrillResult};
+use crate::drill::session::{DrillError, DrillResult, GuestSpec, Session, TraceMode};
 use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
-const MPOL_MF_MOVE: libc::c_int = 1 << 1;
+/// How long taking a memory block offline may take: the kernel retries a
+/// page it cannot migrate until the writer gets a signal.
+const OFFLINE_LIMIT: Duration = Duration::from_secs(20);
 
 pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let nodes = numa_nodes();
@@ -19,69 +36,103 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
             "move_pages needs two NUMA nodes, this host has {nodes:?} (lab: numa=fake=2)"
         )));
     }
-    let HeldPage {
-        mut s,
-        mut dev,
-        n,
-        page,
-        o,
-    } = held_page(ctx)?;
+    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
+    let mut dev = ctx.device(&s)?;
+    let n = pages(&s, ctx.cfg.pages);
+    let page = setup(&mut s, n)?;
+    place_in_offlinable_block(&mut s, page, &nodes)?;
+    let mut o = anchored();
+    convert(&mut s, dev.as_mut(), page, &mut o)?;
+    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    let frame = |s: &mut Session| -> DrillResult<u64> {
+        let pm = s.pagemap(page)?;
+        frame_of(pm).ok_or_else(|| {
+            DrillError::Host(format!(
+                "no page frame for the held page ({}): run as root",
+                pm.describe()
+            ))
+        })
+    };
+    let before = frame(&mut s)?;
     let hva = o.hva;
-    let ((rc, status), _) = s.host("move_pages", |_| {
-        let mut status: libc::c_int = -1;
-        let mut pages_ptr = [hva as *mut libc::c_void];
-        let mut results = [0 as libc::c_int; 2];
-        // Ask for the node the page is not on; with status -1 first query where it is.
-        let node_of = {
-            // SAFETY: valid arrays of one element each; nodes null = query.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_move_pages,
-                    0,
-                    1usize,
-                    pages_ptr.as_mut_ptr(),
-                    std::ptr::null::<libc::c_int>(),
-                    results.as_mut_ptr(),
-                    0,
-                )
-            };
-            if rc == 0 {
-                results[0]
-            } else {
-                -1
-            }
-        };
+    let (status, _) = s.host("move_pages", |_| {
+        let here = move_pages(&[hva], None)
+            .ok()
+            .and_then(|v| v.first().copied());
         let target = nodes
             .iter()
             .copied()
-            .find(|&nd| nd != node_of)
+            .find(|&nd| Some(nd) != here)
             .unwrap_or(nodes[1]);
-        let tnodes = [target];
-        // SAFETY: as above, with a nodes array of one element.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_move_pages,
-                0,
-                1usize,
-                pages_ptr.as_mut_ptr(),
-                tnodes.as_ptr(),
-                &mut status as *mut libc::c_int,
-                MPOL_MF_MOVE,
-            )
-        };
-        (rc, status)
+        move_pages(&[hva], Some(target)).map(|v| v.first().copied().unwrap_or(-1))
     });
-    let what = match status {
-        st if st >= 0 => format!("migrated to node {st}"),
-        -2 => {
-            "ENOENT: the kernel found no page to migrate behind the device-exclusive entry".into()
-        }
-        -16 => "EBUSY: the page was not migrated".into(),
-        st => format!("errno {}", -st),
-    };
-    s.v.note(format!(
-        "move_pages returned {rc}, page status {status} ({what})"
-    ));
+    let status = status.map_err(|e| DrillError::Host(format!("move_pages: {e}")))?;
     s.v.figure("move_pages_status", status as f64);
+    let mut how = format!("move_pages (page status {status})");
+    if frame(&mut s)? == before {
+        let (r, _) = s.host("offline the page's memory block", |_| {
+            offline_memory_block_of(before, OFFLINE_LIMIT)
+        });
+        match r {
+            Ok(block) => how = format!("offlining memory block {block} (move_pages: page status {status})"),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                return Err(DrillError::Skip(format!(
+                    "move_pages moved nothing (page status {status}) and memory blocks cannot go offline here: {e}"
+                )))
+            }
+            Err(e) => {
+                return Err(DrillError::Host(format!(
+                    "the held page did not migrate: move_pages page status {status}, and its memory block did not go offline: {e}"
+                )))
+            }
+        }
+    }
+    let after = frame(&mut s)?;
+    if after == before {
+        return Err(DrillError::Host(format!(
+            "the held page did not migrate: still at pfn {before:#x} after {how}"
+        )));
+    }
+    s.v.note(format!(
+        "the held page migrated from pfn {before:#x} to {after:#x} by {how}"
+    ));
+    let held = dev.query(hva).map_err(dev_err("query"))?;
+    s.v.check(
+        "device-revoked-by-migration",
+        held == Held::Revoked,
+        format!("the page migrated (pfn {before:#x} -> {after:#x}) and the device's QUERY says {held:?}: it kept access to the old frame"),
+    );
     touch_and_finish(s, dev.as_mut(), page, n, o)
+}
+
+/// Before the conversion, while move_pages still works on it, moves the
+/// page until its memory block is one that can go offline (not the first
+/// block, within one zone, no unmovable frame): the allocator hands out
+/// the top of a node first, where the node's memmap lies, so each attempt
+/// first takes 64 MiB more of the target node as ballast. Every vCPU then
+/// reads the page, so KVM maps the page the device will take.
+fn place_in_offlinable_block(s: &mut Session, page: u64, nodes: &[i32]) -> DrillResult<()> {
+    const BALLAST: usize = 64 << 20;
+    let hva = s.hva(page)?;
+    let mut ballast = Vec::new();
+    for attempt in 0..12 {
+        let pfn = s.pagemap(page)?.pfn().unwrap_or(0);
+        if memory_block_offlinable(pfn) {
+            break;
+        }
+        let node = nodes[attempt % nodes.len()];
+        ballast.push(
+            ballast_on_node(BALLAST, node)
+                .map_err(|e| DrillError::Host(format!("ballast on node {node}: {e}")))?,
+        );
+        let (r, _) = s.host(&format!("move_pages to node {node}"), |_| {
+            move_pages(&[hva], Some(node))
+        });
+        r.map_err(|e| DrillError::Host(format!("move_pages before the conversion: {e}")))?;
+    }
+    drop(ballast);
+    for vcpu in 0..s.nr_vcpus() {
+        s.step(vcpu, Op::Read, page)?;
+    }
+    Ok(())
 }
