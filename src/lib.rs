@@ -14,6 +14,7 @@ pub mod host_mapping;
 pub mod lab;
 pub mod loader;
 pub mod logger;
+pub mod memcg;
 pub mod notifier_client;
 pub(crate) mod pagemap;
 pub mod payloads;

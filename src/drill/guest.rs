@@ -159,6 +159,10 @@ pub trait InterpGuest {
     fn recreate_memslots(&mut self) -> Result<(), GuestError> {
         Err(GuestError::Vmm("this guest has no KVM memslots".into()))
     }
+    /// Deletes every RAM memslot (the guest can then run no further).
+    fn delete_memslots(&mut self) -> Result<(), GuestError> {
+        Err(GuestError::Vmm("this guest has no KVM memslots".into()))
+    }
 
     /// Host virtual address of `gpa`.
     fn gpa_to_hva(&self, gpa: u64) -> Option<u64> {

@@ -393,18 +393,36 @@ fn memory_block_size() -> io::Result<u64> {
 /// allocations, the memmap at the top of a node), slab, page tables.
 const KPF_UNMOVABLE: u64 = (1 << 32) | (1 << 7) | (1 << 26);
 
-/// Whether the memory block holding `pfn` can go offline: not the first
-/// block, within one zone (`valid_zones` is not "none"), and no frame in it
-/// that kpageflags shows unmovable.
+/// Whether the memory block holding `pfn` can go offline: in ZONE_MOVABLE
+/// where there is one (elsewhere any kernel page in the block refuses it,
+/// and kpageflags shows most of those as nothing), else not the first block
+/// and within one zone; and no frame in it that kpageflags shows unmovable
+/// (the memmap at the top of a node is reserved, even in ZONE_MOVABLE).
 pub fn memory_block_offlinable(pfn: u64) -> bool {
     use std::os::unix::fs::FileExt;
     let Ok(size) = memory_block_size() else {
         return false;
     };
     let block = pfn * 4096 / size;
-    let one_zone = std::fs::read_to_string(format!("{MEMORY_BLOCKS}/memory{block}/valid_zones"))
-        .is_ok_and(|z| z.trim() != "none");
-    if block == 0 || !one_zone {
+    let zones = |b: u64| {
+        std::fs::read_to_string(format!("{MEMORY_BLOCKS}/memory{b}/valid_zones"))
+            .map(|z| z.trim().to_string())
+            .unwrap_or_default()
+    };
+    let any_movable = (0..1024)
+        .map_while(|b| {
+            std::path::Path::new(&format!("{MEMORY_BLOCKS}/memory{b}"))
+                .exists()
+                .then(|| zones(b))
+        })
+        .any(|z| z == "Movable");
+    let zone = zones(block);
+    let ok_zone = if any_movable {
+        zone == "Movable"
+    } else {
+        block != 0 && !zone.is_empty() && zone != "none"
+    };
+    if !ok_zone {
         return false;
     }
     let frames = size / 4096;

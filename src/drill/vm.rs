@@ -145,10 +145,14 @@ impl InterpGuest for VmmGuest {
         self.vm.dirty_pages().map_err(vmm)
     }
     fn recreate_memslots(&mut self) -> Result<(), GuestError> {
+        self.delete_memslots()?;
+        self.vm.memory().register(self.vm.vm_fd()).map_err(vmm)
+    }
+    fn delete_memslots(&mut self) -> Result<(), GuestError> {
         for r in self.vm.memory().regions() {
             self.vm.delete_memslot(r.slot).map_err(vmm)?;
         }
-        self.vm.memory().register(self.vm.vm_fd()).map_err(vmm)
+        Ok(())
     }
 }
 

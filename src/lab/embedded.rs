@@ -81,6 +81,10 @@ pub const KNOWN_BAD: Files = &[
         "0012-mm-memory-restore-of-exclusive-entry-leaks-a-reference.patch",
         include_str!("../../resources/kernels/patches/known-bad/0012-mm-memory-restore-of-exclusive-entry-leaks-a-reference.patch"),
     ),
+    (
+        "0013-kvm-mmu-memslot-delete-keeps-sptes.patch",
+        include_str!("../../resources/kernels/patches/known-bad/0013-kvm-mmu-memslot-delete-keeps-sptes.patch"),
+    ),
 ];
 
 /// The content hash of a set of files (names and contents).

@@ -180,6 +180,10 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
     // and exclusive-race caught known-bad 0006 in 3 of 5 runs (5 of 5, in
     // 0.7 s on average, with high-resolution timers). The TSC's rate comes
     // from the host (lab/clock.rs), so the kernel does not calibrate it.
+    // movablecore=50%: half of each node is ZONE_MOVABLE, where user pages
+    // go first and the kernel allocates nothing it cannot move, so a memory
+    // block there can go offline (exclusive-migrate migrates a held page
+    // that way); in the other zones a kernel page in the block refuses it.
     cmd.args(["-M", "microvm,acpi=off,x-option-roms=off"])
         .args(["-m", &vm.mem_mib.to_string(), "-smp", &vm.cpus.to_string()])
         .args([
@@ -198,7 +202,7 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
         .args([
             "-append",
             &format!(
-                "console=ttyS0 panic=-1 quiet loglevel=3 numa=fake=2 reboot=t tsc=reliable {clock} rdinit=/init {}",
+                "console=ttyS0 panic=-1 quiet loglevel=3 numa=fake=2 movablecore=50% reboot=t tsc=reliable {clock} rdinit=/init {}",
                 vm.append
             ),
         ]);

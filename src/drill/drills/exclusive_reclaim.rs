@@ -9,17 +9,25 @@
 //! must still be there.
 //! Page B: the guest writes, the device takes it and adds to it, then the
 //! same release, restore, page-out and read.
+//! Page D: reclaimed while the device holds it. The drill's process has a
+//! memory cgroup of its own, so `memory.reclaim` reclaims exactly its
+//! pages: the held page's PTE must become a real swap entry (the reclaim
+//! happened, else the drill is an `error`), the device must lose the page,
+//! and the guest must read back what the device left.
 
 use crate::drill::device::ExclusiveDevice;
+use crate::drill::device::Held;
 use crate::drill::exclusive::{
     check_conversion, convert, dev_err, device_work, pages, write_and_convert,
 };
 use crate::drill::guest::Op;
 use crate::drill::hostmm::{kpageflags, swap_devices, KPF_DIRTY, KPF_SWAPCACHE};
+use crate::drill::oracle::leak::frame_of;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, Session, TraceMode};
 use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
+use crate::memcg::Memcg;
 
 /// MADV_PAGEOUT on `page`; the page must then be in swap. MADV_PAGEOUT is
 /// best effort (a folio still in a per-CPU LRU batch, or briefly isolated,
@@ -73,6 +81,12 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
                 .into(),
         ));
     }
+    // Before guest RAM exists: its pages are charged where they fault.
+    let memcg = Memcg::enter("mmuvisor-reclaim").map_err(|e| {
+        DrillError::Skip(format!(
+            "reclaim of a held page needs a memory cgroup of the drill's own: {e}"
+        ))
+    })?;
     let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
     let mut dev = ctx.device(&s)?;
     let n = pages(&s, ctx.cfg.pages).max(5);
@@ -157,6 +171,14 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         seen == want,
         format!("page B: the guest wrote {v3:#x}, the device added {}; after release, restore and reclaim it reads {seen:#x}, expected {want:#x}", ob.device_increments),
     );
+    held_reclaim(
+        &mut s,
+        dev.as_mut(),
+        &memcg,
+        n,
+        0xd400_0000 | seed,
+        ctx.cfg.iterations,
+    )?;
     let bad = s.step(0, Op::CheckRange(1), 0)? + s.step(0, Op::CheckRange((n - 3) as u32), 3)?;
     s.v.check(
         "neighbours-intact",
@@ -164,4 +186,59 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         format!("{bad} words of neighbouring pages changed"),
     );
     s.finish()
+}
+
+/// Page D (past the filled pages): the guest writes it, the device takes
+/// it and adds to it, and the drill's memory cgroup is reclaimed while the
+/// device holds it.
+fn held_reclaim(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    memcg: &Memcg,
+    d: u64,
+    value: u32,
+    iterations: u64,
+) -> DrillResult<()> {
+    let mut od = write_and_convert(s, dev, d, value, "page D: ")?;
+    device_work(s, dev, iterations.max(1), &mut od)?;
+    check_conversion(s, &od)?;
+    let mut pm = s.pagemap(d)?;
+    for attempt in 0..10 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (r, _) = s.host("memory.reclaim (page D held)", |_| memcg.reclaim(64 << 20));
+        if let Err(e) = r {
+            if e.raw_os_error() != Some(libc::EAGAIN) {
+                return Err(DrillError::Host(format!("memory.reclaim: {e}")));
+            }
+        }
+        pm = s.pagemap(d)?;
+        if pm.swapped() && frame_of(pm).is_none() {
+            break;
+        }
+    }
+    if !(pm.swapped() && frame_of(pm).is_none()) {
+        return Err(DrillError::Host(format!(
+            "page D: memory.reclaim did not reclaim the held page in 10 tries: pagemap says {}",
+            pm.describe()
+        )));
+    }
+    let held = dev.query(od.hva).map_err(dev_err("query"))?;
+    s.v.check(
+        "device-revoked-by-reclaim",
+        held == Held::Revoked,
+        format!(
+            "page D: reclaim swapped the held page out ({}) and the device's QUERY says {held:?}",
+            pm.describe()
+        ),
+    );
+    let seen = s.step(0, Op::Read, d)?;
+    let want = od.initial_value + od.device_increments;
+    s.v.check(
+        "value-survives-reclaim",
+        seen == want,
+        format!("page D: the guest wrote {value:#x}, the device added {} and held the page when it was reclaimed; the guest reads {seen:#x}, expected {want:#x}", od.device_increments),
+    );
+    Ok(())
 }
