@@ -83,10 +83,23 @@ impl Memcg {
             .and_then(|v| v.trim().parse().ok())
     }
 
-    /// Asks the kernel to reclaim `bytes` of this cgroup's memory
-    /// (`memory.reclaim`; EAGAIN when it reclaimed less).
-    pub fn reclaim(&self, bytes: u64) -> io::Result<()> {
-        std::fs::write(self.dir.join("memory.reclaim"), bytes.to_string())
+    /// Asks the kernel to reclaim `bytes` of this cgroup's anonymous
+    /// memory (`memory.reclaim`; EAGAIN when it reclaimed less). Reclaim
+    /// prefers page cache while there is some, and leaves the active anon
+    /// list alone meanwhile: `swappiness=max` (7.0+) or `=200` (6.12+)
+    /// make it take anon pages, and kernels without either take the bare
+    /// request.
+    pub fn reclaim_anon(&self, bytes: u64) -> io::Result<()> {
+        let file = self.dir.join("memory.reclaim");
+        let mut last = Ok(());
+        for arg in [" swappiness=max", " swappiness=200", ""] {
+            last = std::fs::write(&file, format!("{bytes}{arg}"));
+            match &last {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => continue,
+                _ => break,
+            }
+        }
+        last
     }
 }
 

@@ -516,6 +516,14 @@ pub fn ballast_on_node(len: usize, node: i32) -> io::Result<crate::host_mapping:
     Ok(m)
 }
 
+/// Empties every CPU's LRU batches: a folio in one is not on an LRU list
+/// (reclaim cannot isolate it) and its reference keeps a just-unmapped
+/// folio alive. move_pages(2) with no pages still runs lru_cache_disable().
+/// Best effort: without NUMA nothing is drained.
+pub fn drain_lru_batches() {
+    let _ = move_pages(&[], Some(0));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

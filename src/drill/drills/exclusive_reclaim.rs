@@ -21,7 +21,7 @@ use crate::drill::exclusive::{
     check_conversion, convert, dev_err, device_work, pages, write_and_convert,
 };
 use crate::drill::guest::Op;
-use crate::drill::hostmm::{kpageflags, swap_devices, KPF_DIRTY, KPF_SWAPCACHE};
+use crate::drill::hostmm::{drain_lru_batches, kpageflags, swap_devices, KPF_DIRTY, KPF_SWAPCACHE};
 use crate::drill::oracle::leak::frame_of;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, Session, TraceMode};
@@ -188,6 +188,9 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     s.finish()
 }
 
+/// memory.reclaim calls before the drill gives up on page D.
+const TRIES: u32 = 20;
+
 /// Page D (past the filled pages): the guest writes it, the device takes
 /// it and adds to it, and the drill's memory cgroup is reclaimed while the
 /// device holds it.
@@ -203,11 +206,16 @@ fn held_reclaim(
     device_work(s, dev, iterations.max(1), &mut od)?;
     check_conversion(s, &od)?;
     let mut pm = s.pagemap(d)?;
-    for attempt in 0..10 {
+    // The folio must be on an LRU list to be reclaimed: one the guest just
+    // faulted in may still sit in a CPU's LRU batch.
+    for attempt in 0..TRIES {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let (r, _) = s.host("memory.reclaim (page D held)", |_| memcg.reclaim(64 << 20));
+        drain_lru_batches();
+        let (r, _) = s.host("memory.reclaim (page D held)", |_| {
+            memcg.reclaim_anon(64 << 20)
+        });
         if let Err(e) = r {
             if e.raw_os_error() != Some(libc::EAGAIN) {
                 return Err(DrillError::Host(format!("memory.reclaim: {e}")));
@@ -220,8 +228,14 @@ fn held_reclaim(
     }
     if !(pm.swapped() && frame_of(pm).is_none()) {
         return Err(DrillError::Host(format!(
-            "page D: memory.reclaim did not reclaim the held page in 10 tries: pagemap says {}",
-            pm.describe()
+            "page D: memory.reclaim did not reclaim the held page in {TRIES} tries: pagemap says {}; the cgroup's memory.stat: {}; swap: {}",
+            pm.describe(),
+            ["anon", "active_anon", "inactive_anon", "pgscan", "pgsteal", "swapcache"]
+                .iter()
+                .map(|k| format!("{k} {}", memcg.stat(k).map_or("?".into(), |v| v.to_string())))
+                .collect::<Vec<_>>()
+                .join(", "),
+            std::fs::read_to_string("/proc/swaps").unwrap_or_default().lines().nth(1).unwrap_or("none").split_whitespace().collect::<Vec<_>>().join(" ")
         )));
     }
     let held = dev.query(od.hva).map_err(dev_err("query"))?;

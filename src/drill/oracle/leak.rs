@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use crate::drill::hostmm::{
-    kpageflags, move_pages, KPF_ANON, KPF_BUDDY, KPF_KSM, KPF_MMAP, KPF_NOPAGE, KPF_SWAPCACHE,
+    drain_lru_batches, kpageflags, KPF_ANON, KPF_BUDDY, KPF_KSM, KPF_MMAP, KPF_NOPAGE,
+    KPF_SWAPCACHE,
 };
 use crate::pagemap::PagemapEntry;
 
@@ -50,14 +51,6 @@ pub fn take() -> Vec<u64> {
 pub fn looks_leaked(flags: u64) -> bool {
     flags & KPF_ANON != 0
         && flags & (KPF_MMAP | KPF_SWAPCACHE | KPF_KSM | KPF_BUDDY | KPF_NOPAGE) == 0
-}
-
-/// Empties every CPU's LRU batches, whose references keep just-unmapped
-/// folios alive for a while: move_pages(2) with no pages still runs
-/// lru_cache_disable(). Best effort (no NUMA: nothing is drained, and
-/// the retries below wait instead).
-fn drain_lru_batches() {
-    let _ = move_pages(&[], Some(0));
 }
 
 /// The frames of `pfns` still held after the drill ended, with their
