@@ -88,7 +88,7 @@ impl Column {
             let bad: Vec<String> = rs
                 .iter()
                 .filter(|r| r.result != ParsedResult::Ok)
-                .map(|r| format!("{} {}", r.name, r.result.word()))
+                .map(Parsed::summary)
                 .collect();
             return if bad.is_empty() {
                 Ok(format!("all {} drills ok", rs.len()))
@@ -246,6 +246,7 @@ mod tests {
             name: name.into(),
             result,
             failed_checks: checks.iter().map(|c| c.to_string()).collect(),
+            reason: String::new(),
         }
     }
 

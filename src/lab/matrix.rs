@@ -45,7 +45,7 @@ impl KernelColumn {
                     ParsedResult::NotOk | ParsedResult::Error | ParsedResult::Crash
                 )
             })
-            .map(|r| format!("{} {}", r.name, r.result.word()))
+            .map(Parsed::summary)
             .collect();
         match (bad.is_empty(), *status) {
             (true, 0) => None,
@@ -271,6 +271,7 @@ fn run_one(req: &MatrixRun, version: &str) -> Result<KernelColumn, LabError> {
                     name: running,
                     result: ParsedResult::Crash,
                     failed_checks: vec![line],
+                    reason: String::new(),
                 });
                 if partial.len() == before {
                     break;
@@ -372,6 +373,7 @@ mod tests {
             } else {
                 vec![]
             },
+            reason: String::new(),
         }
     }
 

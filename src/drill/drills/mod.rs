@@ -8,7 +8,7 @@ mod exclusive_dontneed;
 mod exclusive_hugetlb;
 mod exclusive_large_folio;
 mod exclusive_memslot_delete;
-mod exclusive_migrate;
+pub(crate) mod exclusive_migrate;
 mod exclusive_mprotect;
 mod exclusive_pte_state;
 mod exclusive_race;

@@ -95,6 +95,8 @@ pub struct Parsed {
     pub result: ParsedResult,
     /// Names of the checks that failed (the `# drill: check: detail` lines).
     pub failed_checks: Vec<String>,
+    /// Why the drill could not run (its `# drill: error: WHY` line), if so.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,21 @@ pub enum ParsedResult {
     /// Never in KTAP: the kernel crashed while the drill ran (the lab's
     /// matrix reads it from the console).
     Crash,
+}
+
+impl Parsed {
+    /// "NAME RESULT", with the reason of an error: a failed run's summary.
+    pub fn summary(&self) -> String {
+        match self.reason.as_str() {
+            "" => format!("{} {}", self.name, self.result.word()),
+            why => format!(
+                "{} {} ({})",
+                self.name,
+                self.result.word(),
+                why.chars().take(300).collect::<String>()
+            ),
+        }
+    }
 }
 
 impl ParsedResult {
@@ -127,14 +144,19 @@ pub fn parse(text: &str) -> Vec<Parsed> {
     let mut out = Vec::new();
     let mut checks: Vec<String> = Vec::new();
     let mut error = false;
+    let mut reason = String::new();
     for line in text.lines().map(str::trim_end) {
         if let Some(diag) = line.strip_prefix("# ") {
             let mut parts = diag.splitn(3, ": ");
-            if let (Some(_drill), Some(check), Some(_)) = (parts.next(), parts.next(), parts.next())
+            if let (Some(_drill), Some(check), Some(why)) =
+                (parts.next(), parts.next(), parts.next())
             {
                 match check {
                     "note" => {}
-                    "error" => error = true,
+                    "error" => {
+                        error = true;
+                        reason = why.to_string();
+                    }
                     c if !c.contains(' ') => checks.push(c.to_string()),
                     _ => {}
                 }
@@ -165,6 +187,7 @@ pub fn parse(text: &str) -> Vec<Parsed> {
             name: name.trim().to_string(),
             result,
             failed_checks: std::mem::take(&mut checks),
+            reason: std::mem::take(&mut reason),
         });
         error = false;
     }
@@ -240,6 +263,8 @@ mod tests {
         );
         assert_eq!(p[0].failed_checks, ["kvm-spte-zapped"]);
         assert!(p[2].failed_checks.is_empty() && p[3].failed_checks.is_empty());
+        assert_eq!(p[2].reason, "boom: x");
+        assert_eq!(p[0].reason, "");
     }
     use crate::drill::verdict::Verdict;
 
