@@ -35,13 +35,15 @@ use crate::memcg::Memcg;
 
 /// MADV_PAGEOUT on `page`; the page must then be in swap. MADV_PAGEOUT is
 /// best effort (a folio still in a per-CPU LRU batch, or briefly isolated,
-/// is skipped), so it is asked again a few times.
+/// is skipped), so the batches of every CPU are drained (MADV_PAGEOUT
+/// drains only its own) and it is asked again a few times.
 fn page_out(s: &mut Session, page: u64, what: &str) -> DrillResult<()> {
     let mut pm = s.pagemap(page)?;
     for attempt in 0..10 {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        drain_lru_batches();
         let (r, _) = s.host(&format!("MADV_PAGEOUT {what}"), |s| {
             s.madvise(page, 1, libc::MADV_PAGEOUT)
         });
