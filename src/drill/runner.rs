@@ -270,8 +270,16 @@ fn run_child(
             Err(e) => return Err(format!("waiting for the drill's process: {e}")),
         }
         if let Some(t) = timeout.filter(|t| t0.elapsed() >= *t) {
+            // A process stuck in the kernel (D state) does not die of
+            // SIGKILL: reap it if it goes within a second, else go on
+            // without it.
             let _ = child.kill();
-            let _ = child.wait();
+            for _ in 0..100 {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             return Ok((Outcome::Timeout(t.as_secs()), Vec::new()));
         }
         std::thread::sleep(Duration::from_millis(5));
