@@ -245,10 +245,20 @@ pub struct HeldPage {
 /// context that converts the page under test ([`convert`]) and adds to it
 /// `iterations` times ([`device_work`]).
 pub fn held_page(ctx: &Ctx) -> DrillResult<HeldPage> {
+    held_page_after(ctx, |_, _| Ok(()))
+}
+
+/// [`held_page`] with `before` run on the page under test between the
+/// guest's setup and the conversion.
+pub fn held_page_after(
+    ctx: &Ctx,
+    before: impl FnOnce(&mut Session, u64) -> DrillResult<()>,
+) -> DrillResult<HeldPage> {
     let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
     let mut dev = ctx.device(&s)?;
     let n = pages(&s, ctx.cfg.pages);
     let page = setup(&mut s, n)?;
+    before(&mut s, page)?;
     let mut o = anchored();
     convert(&mut s, dev.as_mut(), page, &mut o)?;
     device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;

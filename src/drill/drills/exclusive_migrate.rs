@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::drill::device::Held;
 use crate::drill::exclusive::{
-    anchored, convert, dev_err, device_work, pages, setup, touch_and_finish, whole_folio_conversion,
+    dev_err, held_page_after, touch_and_finish, whole_folio_conversion, HeldPage,
 };
 use crate::drill::guest::Op;
 use crate::drill::hostmm::{
@@ -22,7 +22,7 @@ use crate::drill::hostmm::{
 };
 use crate::drill::oracle::leak::frame_of;
 use crate::drill::report::timeline::Timeline;
-use crate::drill::session::{DrillError, DrillResult, GuestSpec, Session, TraceMode};
+use crate::drill::session::{DrillError, DrillResult, Session};
 use crate::drill::verdict::Verdict;
 use crate::drill::Ctx;
 
@@ -44,14 +44,13 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
             "move_pages needs two NUMA nodes, this host has {nodes:?} (lab: numa=fake=2)"
         )));
     }
-    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
-    let mut dev = ctx.device(&s)?;
-    let n = pages(&s, ctx.cfg.pages);
-    let page = setup(&mut s, n)?;
-    place_in_offlinable_block(&mut s, page, &nodes)?;
-    let mut o = anchored();
-    convert(&mut s, dev.as_mut(), page, &mut o)?;
-    device_work(&mut s, dev.as_mut(), ctx.cfg.iterations, &mut o)?;
+    let HeldPage {
+        mut s,
+        mut dev,
+        n,
+        page,
+        o,
+    } = held_page_after(ctx, |s, page| place_in_offlinable_block(s, page, &nodes))?;
     let frame = |s: &mut Session| -> DrillResult<u64> {
         let pm = s.pagemap(page)?;
         frame_of(pm).ok_or_else(|| {

@@ -24,7 +24,7 @@ use crate::drill::exclusive::{
     check_conversion, convert, dev_err, device_work, pages, whole_folio_conversion,
     write_and_convert,
 };
-use crate::drill::guest::Op;
+use crate::drill::guest::{Op, PagemapEntry};
 use crate::drill::hostmm::{drain_lru_batches, kpageflags, swap_devices, KPF_DIRTY, KPF_SWAPCACHE};
 use crate::drill::oracle::leak::frame_of;
 use crate::drill::report::timeline::Timeline;
@@ -33,25 +33,43 @@ use crate::drill::verdict::{ExclusiveObs, Verdict};
 use crate::drill::Ctx;
 use crate::memcg::Memcg;
 
-/// MADV_PAGEOUT on `page`; the page must then be in swap. MADV_PAGEOUT is
-/// best effort (a folio still in a per-CPU LRU batch, or briefly isolated,
-/// is skipped), so the batches of every CPU are drained (MADV_PAGEOUT
-/// drains only its own) and it is asked again a few times.
-fn page_out(s: &mut Session, page: u64, what: &str) -> DrillResult<()> {
+/// Asks `reclaim` up to `tries` times, 20 ms apart, until `page`'s entry
+/// is a real swap entry (not a device-exclusive or migration entry, which
+/// pagemap shows as swap-type too); returns the last entry and whether it
+/// got there. Reclaim is best effort (a folio still in a per-CPU LRU batch,
+/// or briefly isolated, is skipped), so every CPU's batches are drained
+/// first (reclaim drains only its own CPU's).
+fn reclaim_to_swap(
+    s: &mut Session,
+    page: u64,
+    label: &str,
+    tries: u32,
+    mut reclaim: impl FnMut(&Session) -> std::io::Result<()>,
+) -> DrillResult<(PagemapEntry, bool)> {
+    let in_swap = |pm: PagemapEntry| pm.swapped() && frame_of(pm).is_none();
     let mut pm = s.pagemap(page)?;
-    for attempt in 0..10 {
+    for attempt in 0..tries {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         drain_lru_batches();
-        let (r, _) = s.host(&format!("MADV_PAGEOUT {what}"), |s| {
-            s.madvise(page, 1, libc::MADV_PAGEOUT)
-        });
-        r.map_err(host_err("madvise(MADV_PAGEOUT)"))?;
+        let (r, _) = s.host(label, |s| reclaim(s));
+        r.map_err(|e| DrillError::Host(format!("{label}: {e}")))?;
         pm = s.pagemap(page)?;
-        if pm.swapped() && !pm.present() {
-            return Ok(());
+        if in_swap(pm) {
+            return Ok((pm, true));
         }
+    }
+    Ok((pm, false))
+}
+
+/// MADV_PAGEOUT on `page`; the page must then be in swap.
+fn page_out(s: &mut Session, page: u64, what: &str) -> DrillResult<()> {
+    let (pm, swapped) = reclaim_to_swap(s, page, &format!("MADV_PAGEOUT {what}"), 10, |s| {
+        s.madvise(page, 1, libc::MADV_PAGEOUT)
+    })?;
+    if swapped {
+        return Ok(());
     }
     Err(DrillError::Host(format!(
         "MADV_PAGEOUT did not reclaim {what} in 10 tries: pagemap says {}",
@@ -217,28 +235,15 @@ fn held_reclaim(
     let mut od = write_and_convert(s, dev, d, value, "page D: ")?;
     device_work(s, dev, iterations.max(1), &mut od)?;
     check_conversion(s, &od)?;
-    let mut pm = s.pagemap(d)?;
-    // The folio must be on an LRU list to be reclaimed: one the guest just
-    // faulted in may still sit in a CPU's LRU batch.
-    for attempt in 0..TRIES {
-        if attempt > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        drain_lru_batches();
-        let (r, _) = s.host("memory.reclaim (page D held)", |_| {
-            memcg.reclaim_anon(64 << 20)
-        });
-        if let Err(e) = r {
-            if e.raw_os_error() != Some(libc::EAGAIN) {
-                return Err(DrillError::Host(format!("memory.reclaim: {e}")));
-            }
-        }
-        pm = s.pagemap(d)?;
-        if pm.swapped() && frame_of(pm).is_none() {
-            break;
-        }
-    }
-    if !(pm.swapped() && frame_of(pm).is_none()) {
+    // EAGAIN: it reclaimed less than asked, which is expected here.
+    let (pm, swapped) =
+        reclaim_to_swap(s, d, "memory.reclaim (page D held)", TRIES, |_| match memcg
+            .reclaim_anon(64 << 20)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(()),
+            r => r,
+        })?;
+    if !swapped {
         return Err(DrillError::Host(format!(
             "page D: memory.reclaim did not reclaim the held page in {TRIES} tries: pagemap says {}; the cgroup's memory.stat: {}; swap: {}",
             pm.describe(),
