@@ -131,6 +131,20 @@ pub fn device_work(
     Ok(())
 }
 
+/// Check `name`: the device's QUERY says a host operation took the page at
+/// `hva` away (Revoked); `detail` words a failure from what QUERY said.
+pub fn check_revoked(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    hva: u64,
+    name: &str,
+    detail: impl FnOnce(Held) -> String,
+) -> DrillResult<()> {
+    let held = dev.query(hva).map_err(dev_err("query"))?;
+    s.v.check(name, held == Held::Revoked, detail(held));
+    Ok(())
+}
+
 /// Whether the device still holds the page; if it does, what it reads now
 /// must be what it last saw (`expect`).
 pub fn still_held(

@@ -2,9 +2,9 @@
 //! give the page back to the CPU (revoking the device); the child keeps the
 //! value of the fork, and the guest's later writes stay in the parent.
 
-use crate::drill::device::Held;
+use crate::drill::exclusive::check_revoked;
 use crate::drill::exclusive::{
-    anchored, conclude, convert, dev_err, device_work, guest_touch, note_revocations, pages, setup,
+    anchored, conclude, convert, device_work, guest_touch, note_revocations, pages, setup,
 };
 use crate::drill::hostmm::ForkedReader;
 use crate::drill::report::timeline::Timeline;
@@ -26,13 +26,16 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let at_fork = o.initial_value + o.device_increments;
     let (child, _) = s.host("fork", |_| ForkedReader::spawn(o.hva));
     let mut child = child.map_err(host_err("fork"))?;
-    let held = dev.query(o.hva).map_err(dev_err("query"))?;
-    note_revocations(&mut s, dev.as_mut(), &mut o)?;
-    s.v.check(
+    check_revoked(
+        &mut s,
+        dev.as_mut(),
+        o.hva,
         "device-revoked-by-fork",
-        held == Held::Revoked,
-        format!("after fork the device's QUERY says {held:?}: fork made the page copy-on-write and left the device its exclusive access"),
-    );
+        |held| {
+            format!("after fork the device's QUERY says {held:?}: fork made the page copy-on-write and left the device its exclusive access")
+        },
+    )?;
+    note_revocations(&mut s, dev.as_mut(), &mut o)?;
     guest_touch(
         &mut s,
         dev.as_mut(),

@@ -2,8 +2,8 @@
 //! must be revoked, the page gone from pagemap, and the guest must read a
 //! zero page (never the old one through a stale KVM mapping).
 
-use crate::drill::device::Held;
-use crate::drill::exclusive::{check_conversion, dev_err, held_page, note_revocations, HeldPage};
+use crate::drill::exclusive::check_revoked;
+use crate::drill::exclusive::{check_conversion, held_page, note_revocations, HeldPage};
 use crate::drill::guest::Op;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillResult};
@@ -21,13 +21,10 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     check_conversion(&mut s, &o)?;
     let (r, _) = s.host("MADV_DONTNEED", |s| s.madvise(page, 1, libc::MADV_DONTNEED));
     r.map_err(host_err("madvise(MADV_DONTNEED)"))?;
-    let held = dev.query(o.hva).map_err(dev_err("query"))?;
+    check_revoked(&mut s, dev.as_mut(), o.hva, "device-revoked", |held| {
+        format!("QUERY says {held:?} after MADV_DONTNEED dropped the page")
+    })?;
     note_revocations(&mut s, dev.as_mut(), &mut o)?;
-    s.v.check(
-        "device-revoked",
-        held == Held::Revoked,
-        format!("QUERY says {held:?} after MADV_DONTNEED dropped the page"),
-    );
     s.v.check(
         "device-notified",
         o.notifier_event_seen,

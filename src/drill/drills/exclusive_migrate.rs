@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
-use crate::drill::device::Held;
+use crate::drill::exclusive::check_revoked;
 use crate::drill::exclusive::{
-    dev_err, held_page_after, touch_and_finish, whole_folio_conversion, HeldPage,
+    held_page_after, touch_and_finish, whole_folio_conversion, HeldPage,
 };
 use crate::drill::guest::Op;
 use crate::drill::hostmm::{
@@ -103,12 +103,15 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     s.v.note(format!(
         "the held page migrated from pfn {before:#x} to {after:#x} by {how}"
     ));
-    let held = dev.query(hva).map_err(dev_err("query"))?;
-    s.v.check(
+    check_revoked(
+        &mut s,
+        dev.as_mut(),
+        hva,
         "device-revoked-by-migration",
-        held == Held::Revoked,
-        format!("the page migrated (pfn {before:#x} -> {after:#x}) and the device's QUERY says {held:?}: it kept access to the old frame"),
-    );
+        |held| {
+            format!("the page migrated (pfn {before:#x} -> {after:#x}) and the device's QUERY says {held:?}: it kept access to the old frame")
+        },
+    )?;
     touch_and_finish(s, dev.as_mut(), page, n, o)
 }
 

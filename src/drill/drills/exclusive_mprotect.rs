@@ -3,8 +3,8 @@
 //! (it must see the device's value), the host makes it writable again and
 //! the guest's increments map it again.
 
-use crate::drill::device::Held;
-use crate::drill::exclusive::{dev_err, held_page, touch_and_finish, HeldPage};
+use crate::drill::exclusive::check_revoked;
+use crate::drill::exclusive::{held_page, touch_and_finish, HeldPage};
 use crate::drill::guest::Op;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillResult};
@@ -23,12 +23,15 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         s.mprotect(page, 1, libc::PROT_READ)
     });
     r.map_err(host_err("mprotect"))?;
-    let held = dev.query(o.hva).map_err(dev_err("query"))?;
-    s.v.check(
+    check_revoked(
+        &mut s,
+        dev.as_mut(),
+        o.hva,
         "device-revoked-by-mprotect",
-        held == Held::Revoked,
-        format!("after mprotect(PROT_READ) QUERY says {held:?}: the device kept exclusive (write) access to a page the VMA no longer lets anyone write"),
-    );
+        |held| {
+            format!("after mprotect(PROT_READ) QUERY says {held:?}: the device kept exclusive (write) access to a page the VMA no longer lets anyone write")
+        },
+    )?;
     let want = o.initial_value + o.device_increments;
     let seen = s.step(0, Op::Read, page)?;
     s.v.check(

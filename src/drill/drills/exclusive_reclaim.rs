@@ -18,8 +18,8 @@
 //! and a note says so.
 
 use crate::drill::device::ExclusiveDevice;
-use crate::drill::device::Held;
 use crate::drill::drills::exclusive_migrate::PINNED_BEFORE_6_15;
+use crate::drill::exclusive::check_revoked;
 use crate::drill::exclusive::{
     check_conversion, convert, dev_err, device_work, pages, whole_folio_conversion,
     write_and_convert,
@@ -255,15 +255,12 @@ fn held_reclaim(
             std::fs::read_to_string("/proc/swaps").unwrap_or_default().lines().nth(1).unwrap_or("none").split_whitespace().collect::<Vec<_>>().join(" ")
         )));
     }
-    let held = dev.query(od.hva).map_err(dev_err("query"))?;
-    s.v.check(
-        "device-revoked-by-reclaim",
-        held == Held::Revoked,
+    check_revoked(s, dev, od.hva, "device-revoked-by-reclaim", |held| {
         format!(
             "page D: reclaim swapped the held page out ({}) and the device's QUERY says {held:?}",
             pm.describe()
-        ),
-    );
+        )
+    })?;
     let seen = s.step(0, Op::Read, d)?;
     let want = od.initial_value + od.device_increments;
     s.v.check(
