@@ -18,4 +18,6 @@ bash resources/kernels/build-lab-kernel.sh --cache "$cache" >&2 &
 kernel_pid=$!
 wait "$cargo_pid" || { echo "drills.sh: cargo build failed" >&2; exit 1; }
 wait "$kernel_pid" || { echo "drills.sh: the lab kernel did not build (see above)" >&2; exit 1; }
-exec target/release/mmuvisor lab run -- mmuvisor drill "${@:-all}"
+# Two lab CPUs: a vCPU inside a fault and a converter can both be in the
+# kernel (under TCG they take turns on one host thread, switching anywhere).
+exec target/release/mmuvisor lab run --cpus 2 -- mmuvisor drill "${@:-all}"

@@ -94,7 +94,8 @@ pub fn revoke(rounds: usize, cfg: &DrillConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs every selected drill `times` times and prints verdict stability.
+/// Runs every selected drill `times` times, each judged as `drill` judges
+/// it, and prints verdict stability.
 pub fn repeat(names: &[String], times: usize, cfg: &DrillConfig) -> Result<i32, String> {
     let drills = runner::select(names)?;
     println!("# bench repeat: {times} runs per drill");
@@ -110,7 +111,9 @@ pub fn repeat(names: &[String], times: usize, cfg: &DrillConfig) -> Result<i32, 
         for i in 0..times {
             let mut cfg = cfg.clone();
             cfg.seed = cfg.seed.wrapping_add(i as u64);
-            let r: Report = runner::run_one(d, &cfg, None);
+            // As `drill` runs it: a process of its own, then the kernel's
+            // verdict (log, taint, leaked pages).
+            let r: Report = runner::run_checked(d, &cfg, None, None);
             secs += r.seconds;
             let k = match &r.outcome {
                 Outcome::Judged(v) if v.passed() => 0,

@@ -69,7 +69,9 @@ pub enum LabCmd {
         /// Lab memory with a unit (2G, 1536M).
         #[arg(long, default_value = "2G", value_parser = parse_size)]
         mem: u64,
-        /// Lab vCPUs [default: 1 under TCG, 2 with nested KVM].
+        /// Lab vCPUs [default: 1 under TCG, 2 with nested KVM]. Under TCG several
+        /// CPUs take turns on one host thread (MMUVISOR_LAB_TCG=multi: a thread
+        /// each, which QEMU's nested SVM does not survive).
         #[arg(long)]
         cpus: Option<u32>,
         /// Give up after this many seconds.
@@ -128,7 +130,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 only,
                 flavour,
                 mem_mib: mem >> 20,
-                cpus: crate::lab::qemu::default_cpus(),
+                cpus: crate::lab::qemu::drill_cpus(),
                 drills,
             };
             let (text, ok) = known_bad::run(&req)?;

@@ -25,6 +25,11 @@ pub(crate) mod vm;
 
 pub use drills::DRILLS;
 
+/// Set by the lab for the command inside: how its CPUs execute ("kvm",
+/// "mttcg": each on a host thread of its own; "tcg": all on one host thread,
+/// in turns). Unset outside the lab, where CPUs are real.
+pub const LAB_CPU_MODE_ENV: &str = "MMUVISOR_LAB_CPU_MODE";
+
 use report::timeline::Timeline;
 use session::{DrillConfig, DrillResult};
 use verdict::Verdict;

@@ -45,14 +45,69 @@ fn catch_signals() {
 }
 
 /// The lab's default CPU count: 2 with nested KVM; 1 under TCG, whose
-/// single-threaded mode (needed: see `run`) stalls nested Linux guests when
-/// it round-robins between two lab CPUs (QEMU 7.2: the guest stops at its
-/// first timer wait).
+/// single-threaded mode round-robins between lab CPUs, which stalls nested
+/// Linux guests (QEMU 7.2: the guest stops at its first timer wait; seen
+/// again 2026-12-07: a 2-vCPU Linux guest in a 2-CPU lab, no userspace in
+/// 120 s). The drills' payload guests do not mind: see `drill_cpus`.
 pub fn default_cpus() -> u32 {
     if host_has_nested_kvm() {
         2
     } else {
         1
+    }
+}
+
+/// The CPU count for labs that run drills (`drills.sh`, `lab known-bad`):
+/// always 2, so that a vCPU in the middle of a fault and a converter can
+/// both be inside the kernel. Under single-threaded TCG the two CPUs take
+/// turns on one host thread, but they switch at any instruction (QEMU's
+/// round robin), not only where the lab kernel would preempt.
+pub fn drill_cpus() -> u32 {
+    2
+}
+
+/// How the lab's CPUs execute, as the lab tells the command in
+/// `CPU_MODE_ENV`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuMode {
+    /// Hardware-assisted nested KVM: lab CPUs are host threads.
+    Kvm,
+    /// Multi-threaded TCG: one host thread per lab CPU.
+    MultiTcg,
+    /// Single-threaded TCG: every lab CPU on one host thread, in turns.
+    SingleTcg,
+}
+
+/// Names the lab's `CpuMode` for the command inside (kvm, mttcg, tcg).
+pub const CPU_MODE_ENV: &str = crate::drill::LAB_CPU_MODE_ENV;
+
+impl CpuMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CpuMode::Kvm => "kvm",
+            CpuMode::MultiTcg => "mttcg",
+            CpuMode::SingleTcg => "tcg",
+        }
+    }
+
+    /// The mode a lab with `cpus` CPUs runs in. Under TCG that is
+    /// single-threaded unless MMUVISOR_LAB_TCG=multi: QEMU's multi-threaded
+    /// TCG does not hold up with KVM's nested SVM inside. Measured
+    /// 2026-12-07 with 2 lab CPUs, vCPUs on one and converters on the other:
+    /// with bookworm-backports' QEMU 10.0.2, every exclusive-race run in 8
+    /// labs ended with its nested guest's triple fault, and in 5 of them the
+    /// lab kernel itself died (a double fault in __switch_to_asm on both CPUs
+    /// at once); Debian's QEMU 7.2 did the same (a triple fault and a NULL
+    /// pointer call in 3 labs). On one host thread the same drills never
+    /// failed.
+    pub fn for_lab(cpus: u32) -> CpuMode {
+        if host_has_nested_kvm() {
+            CpuMode::Kvm
+        } else if cpus > 1 && std::env::var("MMUVISOR_LAB_TCG").as_deref() == Ok("multi") {
+            CpuMode::MultiTcg
+        } else {
+            CpuMode::SingleTcg
+        }
     }
 }
 
@@ -150,21 +205,20 @@ fn stop(child: &mut Child) {
 pub fn run(vm: &LabVm) -> Result<i32, LabError> {
     let qemu = super::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
     let mut cmd = Command::new(qemu);
-    let clock = if host_has_nested_kvm() {
-        cmd.args(["-enable-kvm", "-cpu", "host"]);
-        String::new()
-    } else {
-        // Several lab CPUs run on as many host threads at once (MTTCG), so
-        // that concurrency drills really overlap; one CPU stays on
-        // single-threaded TCG.
-        let threads = if vm.cpus > 1 && std::env::var("MMUVISOR_LAB_TCG").as_deref() != Ok("single")
-        {
-            "multi"
-        } else {
-            "single"
-        };
-        cmd.args(["-accel", &format!("tcg,thread={threads}"), "-cpu", "max"]);
-        super::clock::tsc_cmdline()
+    let clock = match CpuMode::for_lab(vm.cpus) {
+        CpuMode::Kvm => {
+            cmd.args(["-enable-kvm", "-cpu", "host"]);
+            String::new()
+        }
+        mode => {
+            let threads = if mode == CpuMode::MultiTcg {
+                "multi"
+            } else {
+                "single"
+            };
+            cmd.args(["-accel", &format!("tcg,thread={threads}"), "-cpu", "max"]);
+            super::clock::tsc_cmdline()
+        }
     };
     // QEMU's microvm machine: no PCI, no ACPI, no firmware tables to parse,
     // virtio-mmio devices that QEMU names on the kernel's command line, an

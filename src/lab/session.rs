@@ -30,9 +30,14 @@ pub const APPEND_ENV: &str = "MMUVISOR_LAB_APPEND";
 pub const STDOUT_TTY_ENV: &str = "MMUVISOR_STDOUT_TTY";
 
 /// Environment lines for the command in the lab.
-fn env_script(cwd: Option<&PathBuf>, assets: &assets::Assets) -> String {
+fn env_script(cwd: Option<&PathBuf>, assets: &assets::Assets, cpus: u32) -> String {
     let q = |s: &str| initramfs::shell_quote(s);
     let mut env = String::new();
+    env.push_str(&format!(
+        "export {}={}\n",
+        qemu::CPU_MODE_ENV,
+        qemu::CpuMode::for_lab(cpus).as_str()
+    ));
     env.push_str(&format!(
         "LAB_CWD={}\n",
         q(&cwd.map(|c| c.display().to_string()).unwrap_or_default())
@@ -116,7 +121,7 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         guest_kernel: &assets.guest_kernel(),
         guest_initrd: &guest_initrd,
         command: format!("exec {command}\n"),
-        env: env_script(cwd.as_ref(), &assets),
+        env: env_script(cwd.as_ref(), &assets, req.cpus),
     })?;
     // Removed on drop.
     let prefix = std::env::temp_dir().join("mmuvisor-lab-");

@@ -236,16 +236,19 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         )));
     }
     s.v.figure("cpus", cpus.len() as f64);
-    s.v.note(match split {
-        Some((v, c)) => format!(
-            "{} of {} rounds overlapped a guest access (the device lost the page while holding it); vCPUs on CPU {v}, converters on CPU {c}: each overlap was two CPUs running at once",
-            tally.overlaps, tally.rounds
+    let how = match (split, std::env::var(crate::drill::LAB_CPU_MODE_ENV).as_deref()) {
+        (None, _) => "one CPU: vCPUs and converters took turns on it, so no overlap was simultaneous".to_string(),
+        (Some((v, c)), Ok("tcg")) => format!(
+            "vCPUs on CPU {v}, converters on CPU {c}, two lab CPUs that QEMU runs in turns on one host thread (single-threaded TCG): each overlap interleaved two CPUs at arbitrary instructions, not at the same instant"
         ),
-        None => format!(
-            "{} of {} rounds overlapped a guest access (the device lost the page while holding it); one CPU: vCPUs and converters took turns on it, so no overlap was simultaneous",
-            tally.overlaps, tally.rounds
+        (Some((v, c)), _) => format!(
+            "vCPUs on CPU {v}, converters on CPU {c}: each overlap was two CPUs running at once"
         ),
-    });
+    };
+    s.v.note(format!(
+        "{} of {} rounds overlapped a guest access (the device lost the page while holding it); {how}",
+        tally.overlaps, tally.rounds
+    ));
     let detail = tally
         .violations
         .first()

@@ -94,6 +94,22 @@ fn release_reclaim_read(
         seen == want,
         format!("{what}: the guest reads {seen:#x} after the restore, expected {want:#x}"),
     );
+    // The guest's read must have faulted the page back (a present PTE):
+    // reclaim skips a device-exclusive entry, so without the restore there
+    // is nothing to reclaim, and a kernel whose KVM kept its mapping (the
+    // guest read without a fault) is judged here, not reported as an error.
+    let pm = s.pagemap(page)?;
+    s.v.check(
+        "guest-read-restores",
+        pm.present(),
+        format!(
+            "{what}: after the device let it go, the guest read it and its PTE is still {} (the read went through a mapping KVM kept)",
+            pm.describe()
+        ),
+    );
+    if !pm.present() {
+        return Ok(seen);
+    }
     page_out(s, page, what)?;
     s.step(0, Op::Read, page)
 }
@@ -244,7 +260,7 @@ fn held_reclaim(
             r => r,
         })?;
     if !swapped {
-        return Err(DrillError::Host(format!(
+        let why = format!(
             "page D: memory.reclaim did not reclaim the held page in {TRIES} tries: pagemap says {}; the cgroup's memory.stat: {}; swap: {}",
             pm.describe(),
             ["anon", "active_anon", "inactive_anon", "pgscan", "pgsteal", "swapcache"]
@@ -253,7 +269,15 @@ fn held_reclaim(
                 .collect::<Vec<_>>()
                 .join(", "),
             std::fs::read_to_string("/proc/swaps").unwrap_or_default().lines().nth(1).unwrap_or("none").split_whitespace().collect::<Vec<_>>().join(" ")
-        )));
+        );
+        // A kernel already caught above (e.g. KVM kept its SPTE, so
+        // reclaim's young test keeps finding the page accessed) is judged
+        // by those checks; only a clean kernel makes this an error.
+        if !s.v.passed() {
+            s.v.note(format!("{why} (after the failed checks above)"));
+            return Ok(());
+        }
+        return Err(DrillError::Host(why));
     }
     check_revoked(s, dev, od.hva, "device-revoked-by-reclaim", |held| {
         format!(
