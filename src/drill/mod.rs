@@ -12,6 +12,7 @@
 
 pub(crate) mod device;
 pub mod drills;
+pub(crate) mod fuzz;
 pub(crate) mod exclusive;
 pub(crate) mod guest;
 pub(crate) mod hostmm;

@@ -244,12 +244,16 @@ fn run_child(
         .args(["--pages", &cfg.pages.to_string()])
         .args(["--iterations", &cfg.iterations.to_string()])
         .args(["--seed", &cfg.seed.to_string()])
+        .args(["--time", &cfg.fuzz_secs.to_string()])
         .env(CHILD_ENV, frames_file.as_path())
         .env_remove(RUNNING_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     if let Some(dir) = timeline_dir {
         cmd.arg("--timeline").arg(dir);
+    }
+    if let Some(file) = &cfg.replay {
+        cmd.arg("--replay").arg(file);
     }
     let mut child = cmd
         .spawn()

@@ -29,6 +29,10 @@ pub struct DrillConfig {
     pub seed: u64,
     /// How long one guest step may take.
     pub step_timeout_ms: u64,
+    /// drill fuzz: seconds of random sequences.
+    pub fuzz_secs: u64,
+    /// drill fuzz: run this replay file's sequence instead.
+    pub replay: Option<std::path::PathBuf>,
 }
 
 impl Default for DrillConfig {
@@ -39,6 +43,8 @@ impl Default for DrillConfig {
             iterations: 4,
             seed: 1,
             step_timeout_ms: 60_000,
+            fuzz_secs: 10,
+            replay: None,
         }
     }
 }

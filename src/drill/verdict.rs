@@ -119,6 +119,31 @@ pub fn exclusive_window(events: &[NotifierEvent], hva: u64, ioctl: Window) -> Op
     })
 }
 
+/// The KVM-vs-host mapping oracle, for any drill: KVM's mapping of `gfn`
+/// now (replaying its SPTE events) against the host page table's entry for
+/// the same page (`host`, from pagemap). A present SPTE must map the frame
+/// the host PTE maps; KVM mapping a page the host does not map, or another
+/// frame, is a stale secondary mapping. Err says what differs; no SPTE event
+/// for `gfn` (KVM never mapped it) is Ok.
+pub fn kvm_maps_what_host_maps(
+    events: &[KvmEvent],
+    gfn: u64,
+    host: crate::pagemap::PagemapEntry,
+) -> Result<(), String> {
+    let Some(Some(kvm_pfn)) = events.iter().filter_map(|e| e.spte_mapping(gfn)).last() else {
+        return Ok(());
+    };
+    match host.pfn() {
+        Some(pfn) if pfn == kvm_pfn => Ok(()),
+        // Present but the frame hidden (no CAP_SYS_ADMIN): presence only.
+        None if host.present() => Ok(()),
+        _ => Err(format!(
+            "KVM maps gfn {gfn:#x} to pfn {kvm_pfn:#x} while the host page table has {}",
+            host.describe()
+        )),
+    }
+}
+
 /// Whether KVM had a present SPTE mapping `gfn` when `win` began (replaying
 /// the SPTE events before it), and whether one went from present to
 /// non-present inside `win`.

@@ -144,6 +144,27 @@ impl KvmEvent {
             _ => None,
         }
     }
+    /// For an SPTE change whose mapping covers `gfn`: the host frame KVM
+    /// maps `gfn` to after it (None: not mapped). A huge SPTE maps `gfn` to
+    /// its base frame plus `gfn`'s offset inside it.
+    pub fn spte_mapping(&self, gfn: u64) -> Option<Option<u64>> {
+        let (_, present) = self.spte_transition(gfn)?;
+        let (g, level, spte) = match self.kind {
+            KvmEventKind::TdpSpteChanged {
+                gfn, level, new_spte, ..
+            } => (gfn, level, new_spte),
+            KvmEventKind::SetSpte { gfn, spte, level } => (gfn, level, spte),
+            _ => return None,
+        };
+        if !present {
+            return Some(None);
+        }
+        let shift = 9 * (level.clamp(1, 5) as u32 - 1);
+        // Physical address bits 12..51, less the low bits a huge SPTE uses
+        // for its flags (PAT at bit 12).
+        let base = (spte & 0x000f_ffff_ffff_f000) >> (12 + shift) << shift;
+        Some(Some(base + (gfn - (g >> shift << shift))))
+    }
     /// Whether the event lies in `[from_ns, to_ns]` at the trace's µs resolution.
     pub fn within(&self, from_ns: u64, to_ns: u64) -> bool {
         let t = self.time_ns / 1000;

@@ -1,0 +1,408 @@
+//! drill fuzz: random sequences of host and guest operations on a few guest
+//! pages, each step checked against a reference model ([`model`]) of every
+//! page: its value (read back by the guest, the VMM and the device), whether
+//! the device holds it (QUERY, and the conversion's own checks: notifier,
+//! KVM invalidation, SPTE zapped), and KVM's mapping against the host page
+//! table's (a present SPTE must map the frame the host PTE maps,
+//! [`kvm_maps_what_host_maps`]). Steps the model does not allow in the
+//! current state are skipped, so any sub-sequence is a valid test.
+//!
+//! Each sequence runs in a VM of its own. On a failure the sequence is
+//! shrunk ([`shrink`]) to the fewest steps that still fail the same check,
+//! written to `fuzz-seed<N>.replay` in the current folder, and named in the
+//! diagnostics; `drill fuzz --replay FILE` runs exactly that sequence again.
+//! The seed (`--seed`) makes a run reproducible; `--time` bounds it.
+
+mod model;
+pub mod shrink;
+mod step;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use model::{Expect, Model};
+use step::{generate, Rng, Step};
+
+use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
+use crate::notifier_client::{NotifierEvent, NotifierEventKind};
+use crate::drill::exclusive::{convert, pages};
+use crate::drill::guest::{page_gpa, Op};
+use crate::drill::report::timeline::Timeline;
+use crate::drill::session::{DrillError, DrillResult, GuestSpec, Session, TraceMode};
+use crate::drill::verdict::{
+    judge_conversion, kvm_maps_what_host_maps, spte_zap, ExclusiveObs, Verdict, Window,
+};
+use crate::drill::Ctx;
+
+/// Data pages a sequence works on.
+const PAGES: u8 = 4;
+/// Steps per random sequence.
+const LEN: usize = 40;
+/// Runs the shrinker may spend on one failure.
+const SHRINK_RUNS: usize = 150;
+
+/// Where a sequence first disagreed with the model.
+#[derive(Debug, Clone)]
+struct Failure {
+    /// The failed check: the shrinker keeps candidates failing the same one.
+    check: String,
+    detail: String,
+}
+
+/// One sequence's run.
+struct Run {
+    failure: Option<Failure>,
+    /// Steps executed (not skipped by the model).
+    executed: usize,
+    /// Held pages lost to a wider invalidation (allowed, counted).
+    wider: u64,
+}
+
+pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
+    let mut v = Verdict::default();
+    if let Some(file) = &ctx.cfg.replay {
+        let steps = read_replay(file)?;
+        let r = run_sequence(ctx, &steps)?;
+        v.figure("steps", r.executed as f64);
+        let detail = r.failure.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
+        let check = r.failure.map(|f| f.check).unwrap_or_else(|| "model-agrees".into());
+        v.check(&check, detail.is_empty(), format!("replay of {}: {detail}", file.display()));
+        return Ok((v, Timeline::default()));
+    }
+    let budget = Duration::from_secs(ctx.cfg.fuzz_secs);
+    let t0 = Instant::now();
+    let (mut sequences, mut executed, mut wider) = (0u64, 0usize, 0u64);
+    while sequences == 0 || t0.elapsed() < budget {
+        let seed = ctx.cfg.seed.wrapping_mul(1_000_003).wrapping_add(sequences);
+        let steps = generate(&mut Rng::new(seed), PAGES, ctx.cfg.vcpus.min(8) as u8, LEN);
+        let r = run_sequence(ctx, &steps)?;
+        sequences += 1;
+        executed += r.executed;
+        wider += r.wider;
+        if let Some(f) = r.failure {
+            let (small, f) = shrink_failure(ctx, &steps, f)?;
+            let file = write_replay(ctx.cfg.seed, seed, &small, &f)?;
+            v.figure("steps_to_failure", executed as f64);
+            v.check(
+                &f.check,
+                false,
+                format!(
+                    "{} (sequence {sequences}, seed {seed}; shrunk from {} to {} steps, replay: mmuvisor drill fuzz --replay {})",
+                    f.detail,
+                    steps.len(),
+                    small.len(),
+                    file.display()
+                ),
+            );
+            return Ok((v, Timeline::default()));
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    v.figure("sequences", sequences as f64);
+    v.figure("steps", executed as f64);
+    v.figure("steps_per_second", executed as f64 / secs.max(1e-9));
+    v.figure("held_pages_lost_to_wider_invalidations", wider as f64);
+    v.check(
+        "model-agrees",
+        true,
+        format!("{sequences} sequences, {executed} steps"),
+    );
+    v.note(format!(
+        "{sequences} random sequences ({executed} steps, seed {}) in {secs:.1} s agreed with the model",
+        ctx.cfg.seed
+    ));
+    Ok((v, Timeline::default()))
+}
+
+/// The shortest sub-sequence of `steps` found that still fails `f.check`,
+/// and its failure.
+fn shrink_failure(ctx: &Ctx, steps: &[Step], f: Failure) -> DrillResult<(Vec<Step>, Failure)> {
+    let mut err = None;
+    let mut last = f.clone();
+    let small = shrink::shrink(steps, SHRINK_RUNS, |cand| {
+        if err.is_some() {
+            return false;
+        }
+        match run_sequence(ctx, cand) {
+            Ok(Run {
+                failure: Some(g), ..
+            }) if g.check == f.check => {
+                last = g;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    // `last` is the failure of the last candidate that failed, which the
+    // shrinker kept: the final sequence.
+    Ok((small, last))
+}
+
+/// Runs `steps` in a new VM against a new model.
+fn run_sequence(ctx: &Ctx, steps: &[Step]) -> DrillResult<Run> {
+    let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
+    let mut dev = ctx.device(&s)?;
+    let n = PAGES.min(pages(&s, PAGES as u64) as u8);
+    let mut m = Model::new(n, s.nr_vcpus().min(255) as u8);
+    let mut run = Run {
+        failure: None,
+        executed: 0,
+        wider: 0,
+    };
+    let fail = |i: usize, step: Option<Step>, check: &str, d: String| Failure {
+        check: check.to_string(),
+        detail: match step {
+            Some(step) => format!("step {} ({step}): {d}", i + 1),
+            None => format!("after step {}: {d}", i),
+        },
+    };
+    for (i, &step) in steps.iter().enumerate() {
+        if !m.allows(step) {
+            continue;
+        }
+        let expect = m.apply(step);
+        run.executed += 1;
+        let got = match exec(&mut s, dev.as_mut(), i, step, expect) {
+            Ok(got) => got,
+            Err(e @ DrillError::Skip(_)) => return Err(e),
+            Err(e) => Some(("step-completes".to_string(), e.to_string())),
+        };
+        let got = match got {
+            Some(bad) => Some(bad),
+            None => observe(&mut s, dev.as_mut(), &mut m)?,
+        };
+        if let Some((check, d)) = got {
+            run.failure = Some(fail(i, Some(step), &check, d));
+            break;
+        }
+    }
+    if run.failure.is_none() {
+        // Every page's value, read by the guest at the end.
+        for p in 0..n {
+            let want = m.pages[p as usize].value;
+            match s.step(0, Op::Read, p as u64) {
+                Ok(got) if got == want => {}
+                Ok(got) => {
+                    run.failure = Some(fail(
+                        steps.len(),
+                        None,
+                        "value-as-modelled",
+                        format!("page {p}: the guest reads {got:#x} at the end, the model says {want:#x}"),
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    run.failure = Some(fail(steps.len(), None, "step-completes", e.to_string()));
+                    break;
+                }
+            }
+        }
+    }
+    run.wider = m.wider_revocations;
+    let _ = s.finish();
+    Ok(run)
+}
+
+/// A failed check: its name and what was seen.
+type Bad = Option<(String, String)>;
+
+fn bad(check: &str, detail: String) -> Bad {
+    Some((check.to_string(), detail))
+}
+
+fn value(check: &str, got: u64, want: u64, who: &str) -> Bad {
+    (got != want).then(|| {
+        (
+            check.to_string(),
+            format!("{who} read {got:#x}, the model says {want:#x}"),
+        )
+    })
+}
+
+/// Executes one step; compares its answer with the model's.
+fn exec(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    i: usize,
+    step: Step,
+    expect: Expect,
+) -> DrillResult<Bad> {
+    let page = step.page() as u64;
+    let hva = s.hva(page)?;
+    let io = |what: &str, r: std::io::Result<()>| r.map_err(|e| DrillError::Host(format!("{what}: {e}")));
+    let want = match expect {
+        Expect::Value(v) => Some(v),
+        _ => None,
+    };
+    Ok(match step {
+        Step::GuestWrite { vcpu, val, .. } => {
+            s.step(vcpu as usize, Op::Write(val), page)?;
+            None
+        }
+        Step::GuestRead { vcpu, .. } => {
+            let got = s.step(vcpu as usize, Op::Read, page)?;
+            value("value-as-modelled", got, want.unwrap_or(0), "the guest")
+        }
+        Step::VmmWrite { val, .. } => {
+            s.host_write(page, 0, val as u64)?;
+            None
+        }
+        Step::VmmRead { .. } => {
+            let got = s.host_read(page, 0)?;
+            value("value-as-modelled", got, want.unwrap_or(0), "the VMM")
+        }
+        Step::Convert { .. } => {
+            let mut o = ExclusiveObs {
+                label: format!("step {}: page {page}: ", i + 1),
+                expected_at_conversion: want,
+                ..Default::default()
+            };
+            let failed_before = s.v.failures().count();
+            convert(s, dev, page, &mut o)?;
+            let events = s.kvm_events()?;
+            // kvm-spte-zapped needs a mapping to drop: judged where KVM had
+            // one when the call began.
+            let call = Window {
+                start_ns: o.conversion.start_ns,
+                end_ns: o.conversion.start_ns,
+            };
+            o.kvm_unmapped_by_design = !spte_zap(&events, page_gpa(page) >> 12, call).0;
+            judge_conversion(&mut s.v, &o, &events);
+            s.v.failures()
+                .nth(failed_before)
+                .map(|c| (c.name.clone(), c.detail.clone()))
+        }
+        Step::Release { .. } => {
+            dev.release(hva).map_err(|e| DrillError::Host(format!("release: {e}")))?;
+            None
+        }
+        Step::DevRead { .. } => device_answer(dev.read(hva), want, "read"),
+        Step::DevAdd { delta, .. } => device_answer(dev.add(hva, delta as u64), want, "add"),
+        Step::Protect { ro, .. } => {
+            let prot = if ro {
+                libc::PROT_READ
+            } else {
+                libc::PROT_READ | libc::PROT_WRITE
+            };
+            io("mprotect", s.mprotect(page, 1, prot))?;
+            None
+        }
+        Step::Dontneed { .. } => {
+            io("MADV_DONTNEED", s.madvise(page, 1, libc::MADV_DONTNEED))?;
+            None
+        }
+        Step::Pageout { .. } => {
+            io("MADV_PAGEOUT", s.madvise(page, 1, libc::MADV_PAGEOUT))?;
+            None
+        }
+    })
+}
+
+/// A device access: a held page answers the model's value; one the device
+/// does not hold must be refused.
+fn device_answer(r: Result<u64, DeviceError>, want: Option<u64>, what: &str) -> Bad {
+    match (r, want) {
+        (Ok(got), Some(want)) => value("value-as-modelled", got, want, "the device"),
+        (Ok(got), None) => bad(
+            "device-refused",
+            format!("the device's {what} succeeded ({got:#x}) on a page it does not hold"),
+        ),
+        (Err(_), None) => None,
+        (Err(e), Some(want)) => bad(
+            "device-holds",
+            format!("the device's {what} failed ({e}) on a page it holds (value {want:#x})"),
+        ),
+    }
+}
+
+/// After every step, for every page: QUERY says the device holds exactly
+/// the pages the model says, and KVM maps only what the host maps. An
+/// invalidation may cover more than the operation's own pages (a PMD split
+/// invalidates 2 MiB): a held page it covered may be lost, which the model
+/// then accepts; a held page lost without one is a failure.
+fn observe(s: &mut Session, dev: &mut dyn ExclusiveDevice, m: &mut Model) -> DrillResult<Bad> {
+    let events = s.kvm_events()?;
+    let lost = s.lost_events() > 0;
+    let invalidations: Vec<NotifierEvent> = dev
+        .take_events()
+        .map_err(|e| DrillError::Host(format!("events: {e}")))?
+        .into_iter()
+        .filter(|e| !(e.owner_is_self && e.kind == NotifierEventKind::Exclusive))
+        .collect();
+    for p in 0..m.pages.len() {
+        let hva = s.hva(p as u64)?;
+        let held = dev
+            .query(hva)
+            .map_err(|e| DrillError::Host(format!("query: {e}")))?;
+        let covering: Vec<String> = invalidations
+            .iter()
+            .filter(|e| e.start <= hva && e.end > hva)
+            .map(|e| format!("{:?} [{:#x}, {:#x})", e.kind, e.start, e.end))
+            .collect();
+        let st = &mut m.pages[p];
+        if st.held && held == Held::Revoked && !covering.is_empty() {
+            st.held = false;
+            m.wider_revocations += 1;
+        }
+        if (held == Held::Now) != st.held {
+            return Ok(bad(
+                "held-as-modelled",
+                format!(
+                    "page {p}: QUERY says {held:?}, the model says the device {} it (invalidations covering it: {})",
+                    if st.held { "holds" } else { "does not hold" },
+                    if covering.is_empty() { "none".to_string() } else { covering.join(", ") }
+                ),
+            ));
+        }
+        let host = s.pagemap(p as u64)?;
+        if st.held && host.present() {
+            return Ok(bad(
+                "held-as-modelled",
+                format!("page {p}: the device holds it and the host page table maps it ({})", host.describe()),
+            ));
+        }
+        if !lost {
+            if let Err(d) = kvm_maps_what_host_maps(&events, page_gpa(p as u64) >> 12, host) {
+                return Ok(bad("kvm-maps-what-host-maps", format!("page {p}: {d}")));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn read_replay(file: &Path) -> DrillResult<Vec<Step>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| DrillError::Host(format!("cannot read {}: {e}", file.display())))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(n, l)| {
+            l.parse::<Step>()
+                .map_err(|e| DrillError::Host(format!("{}:{}: {e}", file.display(), n + 1)))
+        })
+        .collect()
+}
+
+fn write_replay(seed: u64, seq_seed: u64, steps: &[Step], f: &Failure) -> DrillResult<PathBuf> {
+    let file = PathBuf::from(format!("fuzz-seed{seed}.replay"));
+    let mut text = format!(
+        "# mmuvisor drill fuzz --replay {}: {} steps (--seed {seed}, sequence seed {seq_seed})\n# failed: {}: {}\n",
+        file.display(),
+        steps.len(),
+        f.check,
+        f.detail
+    );
+    for s in steps {
+        text.push_str(&format!("{s}\n"));
+    }
+    std::fs::write(&file, text)
+        .map_err(|e| DrillError::Host(format!("cannot write {}: {e}", file.display())))?;
+    Ok(std::fs::canonicalize(&file).unwrap_or(file))
+}

@@ -1,0 +1,220 @@
+//! The fuzz drill's steps: what one step does, its line in a replay file,
+//! and the seeded generator of random sequences.
+
+use std::fmt;
+
+/// One host or guest operation on one data page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// vCPU `vcpu` writes `val` to the page's counter word.
+    GuestWrite { page: u8, vcpu: u8, val: u32 },
+    /// vCPU `vcpu` reads the counter word.
+    GuestRead { page: u8, vcpu: u8 },
+    /// The VMM writes the word through its own mapping.
+    VmmWrite { page: u8, val: u32 },
+    /// The VMM reads the word through its own mapping.
+    VmmRead { page: u8 },
+    /// The device makes the page exclusive (make_device_exclusive()).
+    Convert { page: u8 },
+    /// The device lets the page go (RELEASE).
+    Release { page: u8 },
+    /// The device reads the word through its own mapping.
+    DevRead { page: u8 },
+    /// The device adds `delta` to the word through its own mapping.
+    DevAdd { page: u8, delta: u8 },
+    /// mprotect(PROT_READ) (`ro`) or PROT_READ|PROT_WRITE on the page.
+    Protect { page: u8, ro: bool },
+    /// MADV_DONTNEED on the page.
+    Dontneed { page: u8 },
+    /// MADV_PAGEOUT on the page.
+    Pageout { page: u8 },
+}
+
+impl Step {
+    pub fn page(self) -> u8 {
+        match self {
+            Step::GuestWrite { page, .. }
+            | Step::GuestRead { page, .. }
+            | Step::VmmWrite { page, .. }
+            | Step::VmmRead { page }
+            | Step::Convert { page }
+            | Step::Release { page }
+            | Step::DevRead { page }
+            | Step::DevAdd { page, .. }
+            | Step::Protect { page, .. }
+            | Step::Dontneed { page }
+            | Step::Pageout { page } => page,
+        }
+    }
+}
+
+/// A replay file's line for the step: its kind, then its numbers.
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Step::GuestWrite { page, vcpu, val } => write!(f, "guest-write {page} {vcpu} {val:#x}"),
+            Step::GuestRead { page, vcpu } => write!(f, "guest-read {page} {vcpu}"),
+            Step::VmmWrite { page, val } => write!(f, "vmm-write {page} {val:#x}"),
+            Step::VmmRead { page } => write!(f, "vmm-read {page}"),
+            Step::Convert { page } => write!(f, "convert {page}"),
+            Step::Release { page } => write!(f, "release {page}"),
+            Step::DevRead { page } => write!(f, "device-read {page}"),
+            Step::DevAdd { page, delta } => write!(f, "device-add {page} {delta}"),
+            Step::Protect { page, ro: true } => write!(f, "protect-ro {page}"),
+            Step::Protect { page, ro: false } => write!(f, "protect-rw {page}"),
+            Step::Dontneed { page } => write!(f, "dontneed {page}"),
+            Step::Pageout { page } => write!(f, "pageout {page}"),
+        }
+    }
+}
+
+fn num<T: TryFrom<u64>>(word: Option<&str>, what: &str) -> Result<T, String> {
+    let w = word.ok_or_else(|| format!("missing {what}"))?;
+    let v = match w.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => w.parse::<u64>(),
+    }
+    .map_err(|_| format!("{what} '{w}' is not a number"))?;
+    T::try_from(v).map_err(|_| format!("{what} {w} is out of range"))
+}
+
+impl std::str::FromStr for Step {
+    type Err = String;
+
+    fn from_str(line: &str) -> Result<Step, String> {
+        let mut w = line.split_whitespace();
+        let kind = w.next().ok_or("empty step")?;
+        let page = num::<u8>(w.next(), "page")?;
+        let step = match kind {
+            "guest-write" => Step::GuestWrite {
+                page,
+                vcpu: num(w.next(), "vcpu")?,
+                val: num(w.next(), "value")?,
+            },
+            "guest-read" => Step::GuestRead {
+                page,
+                vcpu: num(w.next(), "vcpu")?,
+            },
+            "vmm-write" => Step::VmmWrite {
+                page,
+                val: num(w.next(), "value")?,
+            },
+            "vmm-read" => Step::VmmRead { page },
+            "convert" => Step::Convert { page },
+            "release" => Step::Release { page },
+            "device-read" => Step::DevRead { page },
+            "device-add" => Step::DevAdd {
+                page,
+                delta: num(w.next(), "delta")?,
+            },
+            "protect-ro" => Step::Protect { page, ro: true },
+            "protect-rw" => Step::Protect { page, ro: false },
+            "dontneed" => Step::Dontneed { page },
+            "pageout" => Step::Pageout { page },
+            other => return Err(format!("unknown step '{other}'")),
+        };
+        match w.next() {
+            Some(extra) => Err(format!("unexpected '{extra}' after the step")),
+            None => Ok(step),
+        }
+    }
+}
+
+/// splitmix64: small, seeded, the same sequence on every machine.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// `len` random steps on `pages` pages with `vcpus` vCPUs. Host steps that
+/// change the page's state come as often as accesses, so that the device
+/// holds pages while everything else happens to them.
+pub fn generate(rng: &mut Rng, pages: u8, vcpus: u8, len: usize) -> Vec<Step> {
+    (0..len)
+        .map(|_| {
+            let page = rng.below(pages as u64) as u8;
+            let vcpu = rng.below(vcpus as u64) as u8;
+            let val = (rng.next() as u32) | 1;
+            match rng.below(14) {
+                0 | 1 => Step::GuestWrite { page, vcpu, val },
+                2 => Step::GuestRead { page, vcpu },
+                3 => Step::VmmWrite { page, val },
+                4 => Step::VmmRead { page },
+                5..=7 => Step::Convert { page },
+                8 => Step::Release { page },
+                9 => Step::DevRead { page },
+                10 => Step::DevAdd {
+                    page,
+                    delta: (rng.below(255) + 1) as u8,
+                },
+                11 => Step::Protect {
+                    page,
+                    ro: rng.below(2) == 0,
+                },
+                12 => Step::Dontneed { page },
+                _ => Step::Pageout { page },
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_reads_back_from_its_line() {
+        let mut rng = Rng::new(7);
+        let steps = generate(&mut rng, 4, 2, 500);
+        for s in &steps {
+            assert_eq!(s.to_string().parse::<Step>(), Ok(*s), "{s}");
+        }
+        // All kinds occur.
+        let kinds: std::collections::BTreeSet<_> = steps
+            .iter()
+            .map(|s| s.to_string().split(' ').next().unwrap().to_string())
+            .collect();
+        assert_eq!(kinds.len(), 12, "{kinds:?}");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_steps() {
+        let a = generate(&mut Rng::new(42), 4, 2, 50);
+        let b = generate(&mut Rng::new(42), 4, 2, 50);
+        let c = generate(&mut Rng::new(43), 4, 2, 50);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        for (line, why) in [
+            ("", "empty step"),
+            ("fly 1", "unknown step 'fly'"),
+            ("convert", "missing page"),
+            ("convert x", "page 'x' is not a number"),
+            ("convert 300", "page 300 is out of range"),
+            ("convert 1 2", "unexpected '2'"),
+            ("guest-write 1 0", "missing value"),
+        ] {
+            let e = line.parse::<Step>().unwrap_err();
+            assert!(e.contains(why), "{line}: {e}");
+        }
+    }
+}
