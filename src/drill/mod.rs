@@ -12,8 +12,8 @@
 
 pub(crate) mod device;
 pub mod drills;
-pub(crate) mod fuzz;
 pub(crate) mod exclusive;
+pub(crate) mod fuzz;
 pub(crate) mod guest;
 pub(crate) mod hostmm;
 pub mod oracle;

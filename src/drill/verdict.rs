@@ -130,7 +130,7 @@ pub fn kvm_maps_what_host_maps(
     gfn: u64,
     host: crate::pagemap::PagemapEntry,
 ) -> Result<(), String> {
-    let Some(Some(kvm_pfn)) = events.iter().filter_map(|e| e.spte_mapping(gfn)).last() else {
+    let Some(Some(kvm_pfn)) = events.iter().rev().find_map(|e| e.spte_mapping(gfn)) else {
         return Ok(());
     };
     match host.pfn() {
@@ -716,5 +716,43 @@ mod tests {
             &[unmap(30_000, 0x7f00_0020_0000, 0x7f00_0020_1000)],
         );
         assert!(v.failures().any(|c| c.name == "kvm-invalidated"));
+    }
+}
+
+#[cfg(test)]
+mod mapping_oracle_tests {
+    use super::*;
+    use crate::pagemap::PagemapEntry;
+    use crate::secondary_mmu::KvmEventKind;
+
+    fn set(gfn: u64, spte: u64) -> KvmEvent {
+        KvmEvent {
+            time_ns: 1000,
+            tid: 1,
+            cpu: 0,
+            kind: KvmEventKind::SetSpte {
+                gfn,
+                spte,
+                level: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn kvm_must_map_the_frame_the_host_maps() {
+        let present = |pfn: u64| PagemapEntry {
+            raw: (1 << 63) | pfn,
+        };
+        let kvm = [set(
+            0x205,
+            crate::secondary_mmu::SPTE_MMU_PRESENT | (0x1234 << 12),
+        )];
+        assert!(kvm_maps_what_host_maps(&kvm, 0x205, present(0x1234)).is_ok());
+        let other = kvm_maps_what_host_maps(&kvm, 0x205, present(0x999)).unwrap_err();
+        assert!(other.contains("pfn 0x1234"), "{other}");
+        let none = kvm_maps_what_host_maps(&kvm, 0x205, PagemapEntry { raw: 0 }).unwrap_err();
+        assert!(none.contains("gfn 0x205"), "{none}");
+        // KVM never mapped it: nothing to compare.
+        assert!(kvm_maps_what_host_maps(&kvm, 0x206, PagemapEntry { raw: 0 }).is_ok());
     }
 }

@@ -151,7 +151,10 @@ impl KvmEvent {
         let (_, present) = self.spte_transition(gfn)?;
         let (g, level, spte) = match self.kind {
             KvmEventKind::TdpSpteChanged {
-                gfn, level, new_spte, ..
+                gfn,
+                level,
+                new_spte,
+                ..
             } => (gfn, level, new_spte),
             KvmEventKind::SetSpte { gfn, spte, level } => (gfn, level, spte),
             _ => return None,
@@ -390,5 +393,43 @@ mod tests {
         );
         assert_eq!(parse_line("CPU:1 [LOST 17 EVENTS]"), TraceLine::Lost(17));
         assert_eq!(parse_line("# tracer: nop"), TraceLine::Ignored);
+    }
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+
+    fn changed(gfn: u64, level: u8, old_spte: u64, new_spte: u64) -> KvmEvent {
+        KvmEvent {
+            time_ns: 1000,
+            tid: 1,
+            cpu: 0,
+            kind: KvmEventKind::TdpSpteChanged {
+                gfn,
+                level,
+                old_spte,
+                new_spte,
+            },
+        }
+    }
+
+    #[test]
+    fn an_spte_maps_its_frame_and_a_huge_one_the_offset_inside() {
+        let p = SPTE_MMU_PRESENT;
+        // 4 KiB: gfn 0x205 to pfn 0x1234.
+        let e = changed(0x205, 1, 0, p | (0x1234 << 12) | 0x7);
+        assert_eq!(e.spte_mapping(0x205), Some(Some(0x1234)));
+        assert_eq!(e.spte_mapping(0x206), None);
+        // Zapped.
+        let e = changed(0x205, 1, p | (0x1234 << 12), 0);
+        assert_eq!(e.spte_mapping(0x205), Some(None));
+        // 2 MiB at gfn 0x200 to pfn 0x40000 (PS bit, PAT bit 12 set): gfn
+        // 0x205 is frame 0x40005.
+        let e = changed(0x200, 2, 0, p | (1 << 7) | (1 << 12) | 0x4000_0000);
+        assert_eq!(e.spte_mapping(0x205), Some(Some(0x40005)));
+        // A link to a page table maps nothing.
+        let e = changed(0x200, 2, 0, p | 0x5000);
+        assert_eq!(e.spte_mapping(0x205), None);
     }
 }

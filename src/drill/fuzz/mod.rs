@@ -24,15 +24,16 @@ use model::{Expect, Model};
 use step::{generate, Rng, Step};
 
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
-use crate::notifier_client::{NotifierEvent, NotifierEventKind};
 use crate::drill::exclusive::{convert, pages};
 use crate::drill::guest::{page_gpa, Op};
+use crate::drill::hostmm::{drain_lru_batches, guarded_write};
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{DrillError, DrillResult, GuestSpec, Session, TraceMode};
 use crate::drill::verdict::{
     judge_conversion, kvm_maps_what_host_maps, spte_zap, ExclusiveObs, Verdict, Window,
 };
 use crate::drill::Ctx;
+use crate::notifier_client::{NotifierEvent, NotifierEventKind};
 
 /// Data pages a sequence works on.
 const PAGES: u8 = 4;
@@ -64,9 +65,20 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         let steps = read_replay(file)?;
         let r = run_sequence(ctx, &steps)?;
         v.figure("steps", r.executed as f64);
-        let detail = r.failure.as_ref().map(|f| f.detail.clone()).unwrap_or_default();
-        let check = r.failure.map(|f| f.check).unwrap_or_else(|| "model-agrees".into());
-        v.check(&check, detail.is_empty(), format!("replay of {}: {detail}", file.display()));
+        let detail = r
+            .failure
+            .as_ref()
+            .map(|f| f.detail.clone())
+            .unwrap_or_default();
+        let check = r
+            .failure
+            .map(|f| f.check)
+            .unwrap_or_else(|| "model-agrees".into());
+        v.check(
+            &check,
+            detail.is_empty(),
+            format!("replay of {}: {detail}", file.display()),
+        );
         return Ok((v, Timeline::default()));
     }
     let budget = Duration::from_secs(ctx.cfg.fuzz_secs);
@@ -74,7 +86,12 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let (mut sequences, mut executed, mut wider) = (0u64, 0usize, 0u64);
     while sequences == 0 || t0.elapsed() < budget {
         let seed = ctx.cfg.seed.wrapping_mul(1_000_003).wrapping_add(sequences);
-        let steps = generate(&mut Rng::new(seed), PAGES, ctx.cfg.vcpus.min(8) as u8, LEN);
+        // Fewer pages make sequences that hit one page many times (most
+        // bugs need several steps on one page); more, the interactions
+        // between neighbours.
+        let mut rng = Rng::new(seed);
+        let on = 1 + rng.below(PAGES as u64) as u8;
+        let steps = generate(&mut rng, on, ctx.cfg.vcpus.min(8) as u8, LEN);
         let r = run_sequence(ctx, &steps)?;
         sequences += 1;
         executed += r.executed;
@@ -169,7 +186,7 @@ fn run_sequence(ctx: &Ctx, steps: &[Step]) -> DrillResult<Run> {
         }
         let expect = m.apply(step);
         run.executed += 1;
-        let got = match exec(&mut s, dev.as_mut(), i, step, expect) {
+        let got = match exec(&mut s, dev.as_mut(), step, expect) {
             Ok(got) => got,
             Err(e @ DrillError::Skip(_)) => return Err(e),
             Err(e) => Some(("step-completes".to_string(), e.to_string())),
@@ -230,13 +247,14 @@ fn value(check: &str, got: u64, want: u64, who: &str) -> Bad {
 fn exec(
     s: &mut Session,
     dev: &mut dyn ExclusiveDevice,
-    i: usize,
     step: Step,
     expect: Expect,
 ) -> DrillResult<Bad> {
     let page = step.page() as u64;
     let hva = s.hva(page)?;
-    let io = |what: &str, r: std::io::Result<()>| r.map_err(|e| DrillError::Host(format!("{what}: {e}")));
+    let io = |what: &str, r: std::io::Result<()>| {
+        r.map_err(|e| DrillError::Host(format!("{what}: {e}")))
+    };
     let want = match expect {
         Expect::Value(v) => Some(v),
         _ => None,
@@ -250,9 +268,22 @@ fn exec(
             let got = s.step(vcpu as usize, Op::Read, page)?;
             value("value-as-modelled", got, want.unwrap_or(0), "the guest")
         }
+        // A store that may fault: the VMA is read-only where the model
+        // says so, and the PTE must say the same.
         Step::VmmWrite { val, .. } => {
-            s.host_write(page, 0, val as u64)?;
-            None
+            let faulted = guarded_write(hva, val as u64)
+                .map_err(|e| DrillError::Host(format!("guarded write: {e}")))?;
+            match (expect, faulted) {
+                (Expect::Refused, false) => bad(
+                    "read-only-respected",
+                    format!("the VMM's store of {val:#x} to the read-only page landed"),
+                ),
+                (Expect::Refused, true) | (_, false) => None,
+                (_, true) => bad(
+                    "write-lands",
+                    "the VMM's store to a writable page faulted".to_string(),
+                ),
+            }
         }
         Step::VmmRead { .. } => {
             let got = s.host_read(page, 0)?;
@@ -260,7 +291,7 @@ fn exec(
         }
         Step::Convert { .. } => {
             let mut o = ExclusiveObs {
-                label: format!("step {}: page {page}: ", i + 1),
+                label: format!("page {page}: "),
                 expected_at_conversion: want,
                 ..Default::default()
             };
@@ -280,7 +311,8 @@ fn exec(
                 .map(|c| (c.name.clone(), c.detail.clone()))
         }
         Step::Release { .. } => {
-            dev.release(hva).map_err(|e| DrillError::Host(format!("release: {e}")))?;
+            dev.release(hva)
+                .map_err(|e| DrillError::Host(format!("release: {e}")))?;
             None
         }
         Step::DevRead { .. } => device_answer(dev.read(hva), want, "read"),
@@ -299,6 +331,8 @@ fn exec(
             None
         }
         Step::Pageout { .. } => {
+            // Reclaim skips a folio still in a CPU's LRU batch.
+            drain_lru_batches();
             io("MADV_PAGEOUT", s.madvise(page, 1, libc::MADV_PAGEOUT))?;
             None
         }
@@ -365,7 +399,10 @@ fn observe(s: &mut Session, dev: &mut dyn ExclusiveDevice, m: &mut Model) -> Dri
         if st.held && host.present() {
             return Ok(bad(
                 "held-as-modelled",
-                format!("page {p}: the device holds it and the host page table maps it ({})", host.describe()),
+                format!(
+                    "page {p}: the device holds it and the host page table maps it ({})",
+                    host.describe()
+                ),
             ));
         }
         if !lost {

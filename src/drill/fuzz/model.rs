@@ -56,7 +56,6 @@ impl Model {
         match step {
             Step::GuestWrite { vcpu, .. } => !p.ro && vcpu < self.vcpus,
             Step::GuestRead { vcpu, .. } => vcpu < self.vcpus,
-            Step::VmmWrite { .. } => !p.ro,
             Step::Convert { .. } => !p.ro && !p.held,
             Step::Protect { ro, .. } => ro != p.ro,
             _ => true,
@@ -67,6 +66,9 @@ impl Model {
     pub fn apply(&mut self, step: Step) -> Expect {
         let p = &mut self.pages[step.page() as usize];
         match step {
+            // The VMM's store to a read-only page must fault (and change
+            // nothing: the permission check comes before any restore).
+            Step::VmmWrite { .. } if p.ro => Expect::Refused,
             // Any CPU access takes a held page back from the device.
             Step::GuestWrite { val, .. } | Step::VmmWrite { val, .. } => {
                 p.value = val as u64;
@@ -118,12 +120,25 @@ mod tests {
     #[test]
     fn the_device_holds_a_page_until_a_cpu_touches_it() {
         let mut m = Model::new(2, 1);
-        assert_eq!(m.apply(Step::GuestWrite { page: 0, vcpu: 0, val: 5 }), Expect::Done);
+        assert_eq!(
+            m.apply(Step::GuestWrite {
+                page: 0,
+                vcpu: 0,
+                val: 5
+            }),
+            Expect::Done
+        );
         assert_eq!(m.apply(Step::Convert { page: 0 }), Expect::Value(5));
-        assert_eq!(m.apply(Step::DevAdd { page: 0, delta: 2 }), Expect::Value(5));
+        assert_eq!(
+            m.apply(Step::DevAdd { page: 0, delta: 2 }),
+            Expect::Value(5)
+        );
         assert_eq!(m.apply(Step::Pageout { page: 0 }), Expect::Done);
         assert!(m.pages[0].held);
-        assert_eq!(m.apply(Step::GuestRead { page: 0, vcpu: 0 }), Expect::Value(7));
+        assert_eq!(
+            m.apply(Step::GuestRead { page: 0, vcpu: 0 }),
+            Expect::Value(7)
+        );
         assert!(!m.pages[0].held);
         assert_eq!(m.apply(Step::DevRead { page: 0 }), Expect::Refused);
     }
@@ -135,7 +150,13 @@ mod tests {
         assert!(!m.allows(Step::GuestRead { page: 0, vcpu: 2 }));
         assert!(!m.allows(Step::Protect { page: 0, ro: false }));
         m.apply(Step::Protect { page: 0, ro: true });
-        assert!(!m.allows(Step::GuestWrite { page: 0, vcpu: 0, val: 1 }));
+        assert!(!m.allows(Step::GuestWrite {
+            page: 0,
+            vcpu: 0,
+            val: 1
+        }));
+        assert_eq!(m.apply(Step::VmmWrite { page: 0, val: 1 }), Expect::Refused);
+        assert_eq!(m.pages[0].value, 0);
         assert!(!m.allows(Step::Convert { page: 0 }));
         m.apply(Step::Convert { page: 1 });
         assert!(!m.allows(Step::Convert { page: 1 }));
