@@ -60,6 +60,11 @@ impl KernelWatch {
     /// Adds the kernel's verdict to `v`; `frames` are the page frames the
     /// drill's guest RAM used.
     pub fn judge_verdict(&mut self, v: &mut Verdict, frames: &[u64]) {
+        // The leak check first: it waits for the drill's folios to be
+        // freed. Then the log, once the dead process's mm is surely gone.
+        let mut leak_verdict = Verdict::default();
+        judge_leaks(&mut leak_verdict, frames);
+        settle_mm_teardown();
         match self
             .kmsg
             .as_mut()
@@ -108,30 +113,9 @@ impl KernelWatch {
             }
             (Err(e), _) | (_, Err(e)) => v.note(format!("taint not read: {e}")),
         }
-        if frames.is_empty() {
-            return;
-        }
-        match leak::leaked(frames) {
-            Ok(held) => {
-                let list: Vec<String> = held
-                    .iter()
-                    .take(8)
-                    .map(|(pfn, flags)| format!("pfn {pfn:#x} (kpageflags {flags:#x})"))
-                    .collect();
-                v.check(
-                    "no-leaked-pages",
-                    held.is_empty(),
-                    format!(
-                        "{} of the {} page frames the drill's guest RAM used are still anonymous folios that nobody maps after its process ended (a reference was never dropped): {}",
-                        held.len(),
-                        frames.len(),
-                        list.join(", ")
-                    ),
-                );
-                v.figure("frames_checked_for_leaks", frames.len() as f64);
-            }
-            Err(e) => v.note(format!("leaks not checked: /proc/kpageflags: {e}")),
-        }
+        v.checks.extend(leak_verdict.checks);
+        v.figures.extend(leak_verdict.figures);
+        v.notes.extend(leak_verdict.notes);
     }
 
     /// Adds the kernel's verdict to a report: a judged drill gets the
@@ -160,6 +144,53 @@ impl KernelWatch {
             Outcome::Timeout(_) => {}
         }
     }
+}
+
+/// `no-leaked-pages` for the drill's `frames` (none: nothing to judge).
+fn judge_leaks(v: &mut Verdict, frames: &[u64]) {
+    if frames.is_empty() {
+        return;
+    }
+    match leak::leaked(frames) {
+        Ok(held) => {
+            let list: Vec<String> = held
+                .iter()
+                .take(8)
+                .map(|(pfn, flags)| format!("pfn {pfn:#x} (kpageflags {flags:#x})"))
+                .collect();
+            v.check(
+                "no-leaked-pages",
+                held.is_empty(),
+                format!(
+                    "{} of the {} page frames the drill's guest RAM used are still anonymous folios that nobody maps after its process ended (a reference was never dropped): {}",
+                    held.len(),
+                    frames.len(),
+                    list.join(", ")
+                ),
+            );
+            v.figure("frames_checked_for_leaks", frames.len() as f64);
+        }
+        Err(e) => v.note(format!("leaks not checked: /proc/kpageflags: {e}")),
+    }
+}
+
+/// An exited process's mm is freed (and its RSS counters checked, "Bad
+/// rss-counter") only when its last reference goes, and a CPU that ran it
+/// may keep one (a lazy TLB reference) until it next switches tasks: with
+/// two CPUs the complaint came after the log was read. Running on every
+/// CPU once makes each switch.
+fn settle_mm_teardown() {
+    use crate::drill::hostmm::{allowed_cpus, pin_this_thread, set_this_thread_cpus};
+    let Ok(cpus) = allowed_cpus() else {
+        return;
+    };
+    for &cpu in &cpus {
+        if pin_this_thread(cpu).is_ok() {
+            std::thread::yield_now();
+        }
+    }
+    let _ = set_this_thread_cpus(&cpus);
+    std::thread::sleep(std::time::Duration::from_millis(20));
 }
 
 #[cfg(test)]
