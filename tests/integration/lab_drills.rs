@@ -168,3 +168,69 @@ fn lab_exclusive_thp_catches_the_unfixed_range_module_on_6_12() {
     }
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `drill fuzz` without being told the fixture: on 0005 (a restored PTE
+/// writable in a read-only VMA) seed 1 fails `read-only-respected`, shrinks
+/// the sequence and writes a replay file into the current folder; the
+/// replay fails again on 0005 and passes on the stock kernel, where a short
+/// random run is green too.
+#[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
+fn lab_fuzz_catches_a_fixture_blind_and_its_replay_fails_again() {
+    if !lab_enabled() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mmuvisor-fuzz-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("resources/kernels/patches/known-bad/0005-mm-memory-restore-exclusive-pte-ignores-vma-perms.patch");
+    let lab = |patch: Option<&PathBuf>, cmd: &str| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mmuvisor"));
+        c.current_dir(&dir)
+            .args(["lab", "run", "--cpus", "2", "--timeout", "600"]);
+        if let Some(p) = patch {
+            c.arg("--patch").arg(p);
+        }
+        let out = c
+            .args(["--", "sh", "-c", cmd])
+            .output()
+            .expect("cannot start mmuvisor");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        println!("{text}");
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, text) = lab(Some(&patch), "mmuvisor drill fuzz --seed 1 --time 120");
+    assert_eq!(code, Some(1), "fuzz did not fail on 0005");
+    assert!(
+        text.contains("read-only-respected"),
+        "not caught by read-only-respected"
+    );
+    let replay = dir.join("fuzz-seed1.replay");
+    let steps = std::fs::read_to_string(&replay).expect("no replay file in the current folder");
+    assert!(steps.contains("protect-ro"), "{steps}");
+    assert!(
+        steps.lines().filter(|l| !l.starts_with('#')).count() <= 8,
+        "not shrunk: {steps}"
+    );
+    let (code, text) = lab(
+        Some(&patch),
+        "mmuvisor drill fuzz --replay fuzz-seed1.replay",
+    );
+    assert_eq!(code, Some(1), "the replay passed on 0005");
+    assert!(text.contains("read-only-respected"));
+    let (code, _) = lab(
+        None,
+        "mmuvisor drill fuzz --replay fuzz-seed1.replay && mmuvisor drill fuzz --seed 3 --time 20",
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "the replay or a short run failed on the stock kernel"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -330,6 +330,11 @@ fn exec(
             io("MADV_DONTNEED", s.madvise(page, 1, libc::MADV_DONTNEED))?;
             None
         }
+        Step::ClearSoftDirty => {
+            std::fs::write("/proc/self/clear_refs", "4")
+                .map_err(|e| DrillError::Host(format!("clear_refs: {e}")))?;
+            None
+        }
         Step::Pageout { .. } => {
             // Reclaim skips a folio still in a CPU's LRU batch.
             drain_lru_batches();
@@ -404,6 +409,18 @@ fn observe(s: &mut Session, dev: &mut dyn ExclusiveDevice, m: &mut Model) -> Dri
                     host.describe()
                 ),
             ));
+        }
+        if let Some(sd) = st.soft_dirty {
+            if host.soft_dirty() != sd {
+                return Ok(bad(
+                    "soft-dirty-as-modelled",
+                    format!(
+                        "page {p}: pagemap says soft-dirty {} ({}), the model says {sd}",
+                        host.soft_dirty(),
+                        host.describe()
+                    ),
+                ));
+            }
         }
         if !lost {
             if let Err(d) = kvm_maps_what_host_maps(&events, page_gpa(p as u64) >> 12, host) {

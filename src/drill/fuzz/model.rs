@@ -12,6 +12,15 @@ pub struct PageState {
     pub held: bool,
     /// mprotect(PROT_READ).
     pub ro: bool,
+    /// The soft-dirty bit pagemap must show; None where the contract
+    /// leaves it open (never cleared: the VMA's own flag says soft-dirty;
+    /// after a device write or a restore by a read, which may mark the PTE
+    /// dirty; after MADV_DONTNEED).
+    pub soft_dirty: Option<bool>,
+    /// The host PTE is still the conversion's device-exclusive entry (the
+    /// device may have lost the page already): the next CPU access
+    /// restores it.
+    pub exclusive_entry: bool,
 }
 
 /// What the kernel must answer to a step.
@@ -70,17 +79,30 @@ impl Model {
             // nothing: the permission check comes before any restore).
             Step::VmmWrite { .. } if p.ro => Expect::Refused,
             // Any CPU access takes a held page back from the device.
+            // A write sets soft-dirty (pte_mkdirty does on x86).
             Step::GuestWrite { val, .. } | Step::VmmWrite { val, .. } => {
                 p.value = val as u64;
                 p.held = false;
+                p.exclusive_entry = false;
+                p.soft_dirty = Some(true);
                 Expect::Done
             }
+            // A restore by a read may mark the PTE dirty (the folio is
+            // dirty), which sets soft-dirty too.
             Step::GuestRead { .. } | Step::VmmRead { .. } => {
+                if p.exclusive_entry {
+                    p.soft_dirty = None;
+                }
                 p.held = false;
+                p.exclusive_entry = false;
                 Expect::Value(p.value)
             }
+            // The conversion takes the page for writing (a write fault
+            // where the PTE is not writable), and keeps soft-dirty.
             Step::Convert { .. } => {
                 p.held = true;
+                p.exclusive_entry = true;
+                p.soft_dirty = Some(true);
                 Expect::Value(p.value)
             }
             Step::Release { .. } => {
@@ -89,6 +111,7 @@ impl Model {
             }
             Step::DevRead { .. } if p.held => Expect::Value(p.value),
             Step::DevAdd { delta, .. } if p.held => {
+                p.soft_dirty = None;
                 let old = p.value;
                 p.value = p.value.wrapping_add(delta as u64);
                 Expect::Value(old)
@@ -104,6 +127,14 @@ impl Model {
             Step::Dontneed { .. } => {
                 p.value = 0;
                 p.held = false;
+                p.exclusive_entry = false;
+                p.soft_dirty = None;
+                Expect::Done
+            }
+            Step::ClearSoftDirty => {
+                for q in &mut self.pages {
+                    q.soft_dirty = Some(false);
+                }
                 Expect::Done
             }
             // MADV_PAGEOUT skips a device-exclusive entry; a page it

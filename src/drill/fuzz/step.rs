@@ -28,6 +28,8 @@ pub enum Step {
     Dontneed { page: u8 },
     /// MADV_PAGEOUT on the page.
     Pageout { page: u8 },
+    /// `4` to /proc/self/clear_refs: every page's soft-dirty bit cleared.
+    ClearSoftDirty,
 }
 
 impl Step {
@@ -44,6 +46,8 @@ impl Step {
             | Step::Protect { page, .. }
             | Step::Dontneed { page }
             | Step::Pageout { page } => page,
+            // Not about one page; page 0 always exists.
+            Step::ClearSoftDirty => 0,
         }
     }
 }
@@ -64,6 +68,7 @@ impl fmt::Display for Step {
             Step::Protect { page, ro: false } => write!(f, "protect-rw {page}"),
             Step::Dontneed { page } => write!(f, "dontneed {page}"),
             Step::Pageout { page } => write!(f, "pageout {page}"),
+            Step::ClearSoftDirty => write!(f, "clear-soft-dirty"),
         }
     }
 }
@@ -84,6 +89,12 @@ impl std::str::FromStr for Step {
     fn from_str(line: &str) -> Result<Step, String> {
         let mut w = line.split_whitespace();
         let kind = w.next().ok_or("empty step")?;
+        if kind == "clear-soft-dirty" {
+            return match w.next() {
+                Some(extra) => Err(format!("unexpected '{extra}' after the step")),
+                None => Ok(Step::ClearSoftDirty),
+            };
+        }
         let page = num::<u8>(w.next(), "page")?;
         let step = match kind {
             "guest-write" => Step::GuestWrite {
@@ -151,7 +162,7 @@ pub fn generate(rng: &mut Rng, pages: u8, vcpus: u8, len: usize) -> Vec<Step> {
             let page = rng.below(pages as u64) as u8;
             let vcpu = rng.below(vcpus as u64) as u8;
             let val = (rng.next() as u32) | 1;
-            match rng.below(14) {
+            match rng.below(15) {
                 0 | 1 => Step::GuestWrite { page, vcpu, val },
                 2 => Step::GuestRead { page, vcpu },
                 3 => Step::VmmWrite { page, val },
@@ -168,6 +179,7 @@ pub fn generate(rng: &mut Rng, pages: u8, vcpus: u8, len: usize) -> Vec<Step> {
                     ro: rng.below(2) == 0,
                 },
                 12 => Step::Dontneed { page },
+                13 => Step::ClearSoftDirty,
                 _ => Step::Pageout { page },
             }
         })
@@ -190,7 +202,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string().split(' ').next().unwrap().to_string())
             .collect();
-        assert_eq!(kinds.len(), 12, "{kinds:?}");
+        assert_eq!(kinds.len(), 13, "{kinds:?}");
     }
 
     #[test]
