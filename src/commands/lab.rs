@@ -130,7 +130,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 only,
                 flavour,
                 mem_mib: mem >> 20,
-                cpus: crate::lab::qemu::drill_cpus(),
+                cpus: crate::lab::qemu::DRILL_CPUS,
                 drills,
             };
             let (text, ok) = known_bad::run(&req)?;

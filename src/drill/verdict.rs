@@ -57,6 +57,12 @@ impl Verdict {
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| !c.passed)
     }
+    /// Adds `other`'s checks, figures and notes after this verdict's own.
+    pub fn append(&mut self, other: Verdict) {
+        self.checks.extend(other.checks);
+        self.figures.extend(other.figures);
+        self.notes.extend(other.notes);
+    }
 }
 
 /// A host action's time window (CLOCK_MONOTONIC ns).

@@ -17,6 +17,8 @@ pub struct LabVm {
     pub initrd: PathBuf,
     pub mem_mib: u64,
     pub cpus: u32,
+    /// How the CPUs run ([`CpuMode::for_lab`], decided once per lab).
+    pub mode: CpuMode,
     /// Writable share mounted at the same path in the lab.
     pub cwd: Option<PathBuf>,
     /// Writable share for the lab's status and kernel log.
@@ -48,7 +50,7 @@ fn catch_signals() {
 /// single-threaded mode round-robins between lab CPUs, which stalls nested
 /// Linux guests (QEMU 7.2: the guest stops at its first timer wait; seen
 /// again 2026-12-07: a 2-vCPU Linux guest in a 2-CPU lab, no userspace in
-/// 120 s). The drills' payload guests do not mind: see `drill_cpus`.
+/// 120 s). The drills' payload guests do not mind: see `DRILL_CPUS`.
 pub fn default_cpus() -> u32 {
     if host_has_nested_kvm() {
         2
@@ -62,9 +64,7 @@ pub fn default_cpus() -> u32 {
 /// both be inside the kernel. Under single-threaded TCG the two CPUs take
 /// turns on one host thread, but they switch at any instruction (QEMU's
 /// round robin), not only where the lab kernel would preempt.
-pub fn drill_cpus() -> u32 {
-    2
-}
+pub const DRILL_CPUS: u32 = 2;
 
 /// How the lab's CPUs execute, as the lab tells the command in
 /// `CPU_MODE_ENV`.
@@ -205,7 +205,7 @@ fn stop(child: &mut Child) {
 pub fn run(vm: &LabVm) -> Result<i32, LabError> {
     let qemu = super::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
     let mut cmd = Command::new(qemu);
-    let clock = match CpuMode::for_lab(vm.cpus) {
+    let clock = match vm.mode {
         CpuMode::Kvm => {
             cmd.args(["-enable-kvm", "-cpu", "host"]);
             String::new()

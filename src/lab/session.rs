@@ -30,13 +30,13 @@ pub const APPEND_ENV: &str = "MMUVISOR_LAB_APPEND";
 pub const STDOUT_TTY_ENV: &str = "MMUVISOR_STDOUT_TTY";
 
 /// Environment lines for the command in the lab.
-fn env_script(cwd: Option<&PathBuf>, assets: &assets::Assets, cpus: u32) -> String {
+fn env_script(cwd: Option<&PathBuf>, assets: &assets::Assets, mode: qemu::CpuMode) -> String {
     let q = |s: &str| initramfs::shell_quote(s);
     let mut env = String::new();
     env.push_str(&format!(
         "export {}={}\n",
         qemu::CPU_MODE_ENV,
-        qemu::CpuMode::for_lab(cpus).as_str()
+        mode.as_str()
     ));
     env.push_str(&format!(
         "LAB_CWD={}\n",
@@ -114,6 +114,8 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         .collect::<Vec<_>>()
         .join(" ");
     let guest_initrd = initramfs::guest_image(&assets.busybox())?;
+    // The command is told the mode QEMU is started with.
+    let mode = qemu::CpuMode::for_lab(req.cpus);
     let image = initramfs::lab_image(&initramfs::LabImage {
         busybox: &assets.busybox(),
         mmuvisor: &exe,
@@ -121,7 +123,7 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         guest_kernel: &assets.guest_kernel(),
         guest_initrd: &guest_initrd,
         command: format!("exec {command}\n"),
-        env: env_script(cwd.as_ref(), &assets, req.cpus),
+        env: env_script(cwd.as_ref(), &assets, mode),
     })?;
     // Removed on drop.
     let prefix = std::env::temp_dir().join("mmuvisor-lab-");
@@ -141,6 +143,7 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         initrd,
         mem_mib: req.mem_mib,
         cpus: req.cpus,
+        mode,
         cwd,
         out_dir: out_dir.clone(),
         timeout: req.timeout,

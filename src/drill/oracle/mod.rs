@@ -113,9 +113,7 @@ impl KernelWatch {
             }
             (Err(e), _) | (_, Err(e)) => v.note(format!("taint not read: {e}")),
         }
-        v.checks.extend(leak_verdict.checks);
-        v.figures.extend(leak_verdict.figures);
-        v.notes.extend(leak_verdict.notes);
+        v.append(leak_verdict);
     }
 
     /// Adds the kernel's verdict to a report: a judged drill gets the
@@ -127,9 +125,7 @@ impl KernelWatch {
         self.judge_verdict(&mut kv, frames);
         match &mut r.outcome {
             Outcome::Judged(v) => {
-                v.checks.extend(kv.checks);
-                v.figures.extend(kv.figures);
-                v.notes.extend(kv.notes);
+                v.append(kv);
             }
             Outcome::Skip(why) if !kv.passed() => {
                 kv.note(format!("the drill skipped: {why}"));
