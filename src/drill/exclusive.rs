@@ -304,10 +304,24 @@ pub fn write_and_convert(
     value: u32,
     label: &str,
 ) -> DrillResult<ExclusiveObs> {
+    write_prepare_convert(s, dev, page, value, label, |_| Ok(()))
+}
+
+/// [`write_and_convert`], with `prepare` run on the host between the
+/// guest's accesses and the conversion.
+pub fn write_prepare_convert(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    page: u64,
+    value: u32,
+    label: &str,
+    prepare: impl FnOnce(&mut Session) -> DrillResult<()>,
+) -> DrillResult<ExclusiveObs> {
     s.step(0, Op::Write(value), page)?;
     for vcpu in 0..s.nr_vcpus() {
         s.step(vcpu, Op::Read, page)?;
     }
+    prepare(s)?;
     let mut o = ExclusiveObs {
         label: label.to_string(),
         expected_at_conversion: Some(value as u64),

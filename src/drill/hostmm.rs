@@ -190,6 +190,48 @@ pub fn kpageflags(pfn: u64) -> io::Result<u64> {
     Ok(u64::from_ne_bytes(b))
 }
 
+/// The set bits of a /proc/kpageflags word, by name ("lru active ...").
+pub fn describe_kpageflags(flags: u64) -> String {
+    const NAMES: [&str; 27] = [
+        "locked",
+        "error",
+        "referenced",
+        "uptodate",
+        "dirty",
+        "lru",
+        "active",
+        "slab",
+        "writeback",
+        "reclaim",
+        "buddy",
+        "mmap",
+        "anon",
+        "swapcache",
+        "swapbacked",
+        "compound_head",
+        "compound_tail",
+        "huge",
+        "unevictable",
+        "hwpoison",
+        "nopage",
+        "ksm",
+        "thp",
+        "offline",
+        "zero_page",
+        "idle",
+        "pgtable",
+    ];
+    let set: Vec<&str> = (0..NAMES.len())
+        .filter(|b| flags & (1 << b) != 0)
+        .map(|b| NAMES[b])
+        .collect();
+    if set.is_empty() {
+        "none".into()
+    } else {
+        set.join(" ")
+    }
+}
+
 /// Clears the soft-dirty bits of this process's PTEs (clear_refs 4).
 pub fn clear_soft_dirty() -> io::Result<()> {
     std::fs::write("/proc/self/clear_refs", "4")

@@ -22,10 +22,12 @@ use crate::drill::drills::exclusive_migrate::PINNED_BEFORE_6_15;
 use crate::drill::exclusive::check_revoked;
 use crate::drill::exclusive::{
     check_conversion, convert, dev_err, device_work, pages, whole_folio_conversion,
-    write_and_convert,
+    write_and_convert, write_prepare_convert,
 };
 use crate::drill::guest::{Op, PagemapEntry};
-use crate::drill::hostmm::{drain_lru_batches, kpageflags, swap_devices, KPF_DIRTY, KPF_SWAPCACHE};
+use crate::drill::hostmm::{
+    describe_kpageflags, drain_lru_batches, kpageflags, swap_devices, KPF_DIRTY, KPF_SWAPCACHE,
+};
 use crate::drill::oracle::leak::frame_of;
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, Session, TraceMode};
@@ -248,7 +250,27 @@ fn held_reclaim(
     value: u32,
     iterations: u64,
 ) -> DrillResult<()> {
-    let mut od = write_and_convert(s, dev, d, value, "page D: ")?;
+    // Reclaim must find the held folio on the inactive list. The guest's
+    // accesses leave it active, and a proactive reclaim of a cgroup this
+    // small does not always deactivate it: that decision reads the memcg's
+    // lazily flushed LRU counters, and the forced retry comes only after a
+    // pass that reclaimed nothing. Measured on 7.2 with two lab CPUs: the
+    // folio still "lru active referenced" after 20 calls in 1 run of 20-75.
+    // MADV_COLD deactivates it while it is still mapped (the walk skips
+    // non-present entries); the drain in front puts it on the LRU first
+    // (MADV_COLD skips a folio in a per-CPU batch: 4 errors in 150 without).
+    let mut cold = 0;
+    let mut od = write_prepare_convert(s, dev, d, value, "page D: ", |s| {
+        drain_lru_batches();
+        s.madvise(d, 1, libc::MADV_COLD)
+            .map_err(host_err("madvise(MADV_COLD) page D"))?;
+        drain_lru_batches();
+        cold = s
+            .pagemap(d)?
+            .pfn()
+            .map_or(0, |pfn| kpageflags(pfn).unwrap_or(0));
+        Ok(())
+    })?;
     device_work(s, dev, iterations.max(1), &mut od)?;
     check_conversion(s, &od)?;
     // EAGAIN: it reclaimed less than asked, which is expected here.
@@ -261,8 +283,10 @@ fn held_reclaim(
         })?;
     if !swapped {
         let why = format!(
-            "page D: memory.reclaim did not reclaim the held page in {TRIES} tries: pagemap says {}; the cgroup's memory.stat: {}; swap: {}",
+            "page D: memory.reclaim did not reclaim the held page in {TRIES} tries: pagemap says {}; its folio's flags: {} (after MADV_COLD: {}); the cgroup's memory.stat: {}; swap: {}",
             pm.describe(),
+            frame_of(pm).map_or("?".into(), |pfn| kpageflags(pfn).map_or_else(|e| e.to_string(), describe_kpageflags)),
+            describe_kpageflags(cold),
             ["anon", "active_anon", "inactive_anon", "pgscan", "pgsteal", "swapcache"]
                 .iter()
                 .map(|k| format!("{k} {}", memcg.stat(k).map_or("?".into(), |v| v.to_string())))
