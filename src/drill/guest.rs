@@ -163,6 +163,10 @@ pub trait InterpGuest {
     fn delete_memslots(&mut self) -> Result<(), GuestError> {
         Err(GuestError::Vmm("this guest has no KVM memslots".into()))
     }
+    /// Adds the deleted RAM memslots back, same addresses.
+    fn add_memslots(&mut self) -> Result<(), GuestError> {
+        Err(GuestError::Vmm("this guest has no KVM memslots".into()))
+    }
 
     /// Host virtual address of `gpa`.
     fn gpa_to_hva(&self, gpa: u64) -> Option<u64> {

@@ -146,6 +146,9 @@ impl InterpGuest for VmmGuest {
     }
     fn recreate_memslots(&mut self) -> Result<(), GuestError> {
         self.delete_memslots()?;
+        self.add_memslots()
+    }
+    fn add_memslots(&mut self) -> Result<(), GuestError> {
         self.vm.memory().register(self.vm.vm_fd()).map_err(vmm)
     }
     fn delete_memslots(&mut self) -> Result<(), GuestError> {

@@ -17,6 +17,7 @@ mod model;
 pub mod shrink;
 mod step;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,11 @@ use step::{generate, Rng, Step};
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
 use crate::drill::exclusive::{convert, pages};
 use crate::drill::guest::{page_gpa, Op};
-use crate::drill::hostmm::{drain_lru_batches, guarded_write};
+use crate::drill::hostmm::{
+    drain_lru_batches, guarded_write, thread_minor_faults, ForkedReader, UffdWp,
+};
 use crate::drill::report::timeline::Timeline;
-use crate::drill::session::{DrillError, DrillResult, GuestSpec, Session, TraceMode};
+use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, Session, TraceMode};
 use crate::drill::verdict::{
     judge_conversion, kvm_maps_what_host_maps, spte_zap, ExclusiveObs, Verdict, Window,
 };
@@ -167,7 +170,11 @@ fn run_sequence(ctx: &Ctx, steps: &[Step]) -> DrillResult<Run> {
     let mut s = ctx.start(GuestSpec::of(&ctx.cfg), TraceMode::ThisProcess)?;
     let mut dev = ctx.device(&s)?;
     let n = PAGES.min(pages(&s, PAGES as u64) as u8);
-    let mut m = Model::new(n, s.nr_vcpus().min(255) as u8);
+    let memslots = s.guest().vm_fd().is_some();
+    let mut m = Model::new(n, s.nr_vcpus().min(255) as u8, memslots);
+    // Userfaultfd registrations, one per page, made at its first uffd-wp
+    // step (so other sequences' VMAs stay whole); closed with the run.
+    let mut uffd: BTreeMap<u8, UffdWp> = BTreeMap::new();
     let mut run = Run {
         failure: None,
         executed: 0,
@@ -184,9 +191,15 @@ fn run_sequence(ctx: &Ctx, steps: &[Step]) -> DrillResult<Run> {
         if !m.allows(step) {
             continue;
         }
+        let slots_deleted = m.slots_deleted;
         let expect = m.apply(step);
         run.executed += 1;
-        let got = match exec(&mut s, dev.as_mut(), step, expect) {
+        let host = Host {
+            uffd: &mut uffd,
+            pages: n,
+            slots_deleted,
+        };
+        let got = match exec(&mut s, dev.as_mut(), host, step, expect) {
             Ok(got) => got,
             Err(e @ DrillError::Skip(_)) => return Err(e),
             Err(e) => Some(("step-completes".to_string(), e.to_string())),
@@ -198,6 +211,17 @@ fn run_sequence(ctx: &Ctx, steps: &[Step]) -> DrillResult<Run> {
         if let Some((check, d)) = got {
             run.failure = Some(fail(i, Some(step), &check, d));
             break;
+        }
+    }
+    if run.failure.is_none() && m.slots_deleted {
+        let (r, _) = s.host("memslot add", |s| s.guest_mut().add_memslots());
+        if let Err(e) = r {
+            run.failure = Some(fail(
+                steps.len(),
+                None,
+                "step-completes",
+                format!("memslot add: {e}"),
+            ));
         }
     }
     if run.failure.is_none() {
@@ -243,10 +267,20 @@ fn value(check: &str, got: u64, want: u64, who: &str) -> Bad {
     })
 }
 
+/// What a step needs of the sequence's host state besides the session.
+struct Host<'a> {
+    uffd: &'a mut BTreeMap<u8, UffdWp>,
+    /// Data pages in the sequence.
+    pages: u8,
+    /// The memslots were deleted when the step began.
+    slots_deleted: bool,
+}
+
 /// Executes one step; compares its answer with the model's.
 fn exec(
     s: &mut Session,
     dev: &mut dyn ExclusiveDevice,
+    host: Host,
     step: Step,
     expect: Expect,
 ) -> DrillResult<Bad> {
@@ -270,6 +304,18 @@ fn exec(
         }
         // A store that may fault: the VMA is read-only where the model
         // says so, and the PTE must say the same.
+        // The model knows the PTE is writable: the store must not fault.
+        Step::VmmWrite { val, .. } if expect == Expect::NoFault => {
+            let before = thread_minor_faults().map_err(host_err("getrusage"))?;
+            s.host_write(page, 0, val as u64)?;
+            let faults = thread_minor_faults().map_err(host_err("getrusage"))? - before;
+            (faults != 0).then(|| {
+                (
+                    "writable-as-modelled".to_string(),
+                    format!("the VMM's store of {val:#x} took {faults} page fault(s): the model says the PTE is writable (just written, or restored from a writable device-exclusive entry in a writable VMA)"),
+                )
+            })
+        }
         Step::VmmWrite { val, .. } => {
             let faulted = guarded_write(hva, val as u64)
                 .map_err(|e| DrillError::Host(format!("guarded write: {e}")))?;
@@ -304,7 +350,10 @@ fn exec(
                 start_ns: o.conversion.start_ns,
                 end_ns: o.conversion.start_ns,
             };
-            o.kvm_unmapped_by_design = !spte_zap(&events, page_gpa(page) >> 12, call).0;
+            // With the memslots deleted KVM has nothing to drop (a mapping
+            // it kept of them is judged once they are back).
+            o.kvm_unmapped_by_design =
+                host.slots_deleted || !spte_zap(&events, page_gpa(page) >> 12, call).0;
             judge_conversion(&mut s.v, &o, &events);
             s.v.failures()
                 .nth(failed_before)
@@ -334,6 +383,43 @@ fn exec(
             std::fs::write("/proc/self/clear_refs", "4")
                 .map_err(|e| DrillError::Host(format!("clear_refs: {e}")))?;
             None
+        }
+        Step::UffdWp { page: p, on } => {
+            let u = match host.uffd.entry(p) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(
+                    UffdWp::register(hva, 4096).map_err(host_err("userfaultfd register (WP)"))?,
+                ),
+            };
+            let (r, _) = s.host("UFFDIO_WRITEPROTECT", |_| u.protect(on));
+            io("UFFDIO_WRITEPROTECT", r)?;
+            None
+        }
+        Step::MemslotDelete => {
+            let (r, _) = s.host("memslot delete", |s| s.guest_mut().delete_memslots());
+            r?;
+            None
+        }
+        Step::MemslotAdd => {
+            let (r, _) = s.host("memslot add", |s| s.guest_mut().add_memslots());
+            r?;
+            None
+        }
+        Step::ForkRead { .. } => {
+            // The child must inherit guest RAM even if the VMM set
+            // MADV_DONTFORK.
+            io(
+                "madvise(MADV_DOFORK)",
+                s.madvise(0, host.pages as u64, libc::MADV_DOFORK),
+            )?;
+            let (child, _) = s.host("fork", |_| ForkedReader::spawn(hva));
+            let got = child.and_then(|mut c| c.read()).map_err(host_err("fork"))?;
+            value(
+                "value-as-modelled",
+                got,
+                want.unwrap_or(0),
+                "the forked child",
+            )
         }
         Step::Pageout { .. } => {
             // Reclaim skips a folio still in a CPU's LRU batch.
@@ -410,6 +496,17 @@ fn observe(s: &mut Session, dev: &mut dyn ExclusiveDevice, m: &mut Model) -> Dri
                 ),
             ));
         }
+        if st.mapped && (host.present() || host.swapped()) && host.uffd_wp() != st.wp {
+            return Ok(bad(
+                "uffd-wp-as-modelled",
+                format!(
+                    "page {p}: pagemap says uffd-wp {} ({}), the model says {}",
+                    host.uffd_wp(),
+                    host.describe(),
+                    st.wp
+                ),
+            ));
+        }
         if let Some(sd) = st.soft_dirty {
             if host.soft_dirty() != sd {
                 return Ok(bad(
@@ -422,7 +519,7 @@ fn observe(s: &mut Session, dev: &mut dyn ExclusiveDevice, m: &mut Model) -> Dri
                 ));
             }
         }
-        if !lost {
+        if !lost && !m.slots_deleted {
             if let Err(d) = kvm_maps_what_host_maps(&events, page_gpa(p as u64) >> 12, host) {
                 return Ok(bad("kvm-maps-what-host-maps", format!("page {p}: {d}")));
             }

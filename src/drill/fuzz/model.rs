@@ -21,6 +21,18 @@ pub struct PageState {
     /// device may have lost the page already): the next CPU access
     /// restores it.
     pub exclusive_entry: bool,
+    /// The page has a page-table entry (present, swap or device-exclusive):
+    /// it was accessed or converted since it was last zapped.
+    pub mapped: bool,
+    /// Write-protected with userfaultfd: pagemap must say uffd-wp.
+    pub wp: bool,
+    /// The device-exclusive entry may restore writable: the conversion
+    /// took a writable PTE and no mprotect(PROT_READ) came since (before
+    /// 6.15 such an mprotect makes the entry readable for good).
+    pub entry_writable: bool,
+    /// The host PTE is known to be writable (just written, or restored from
+    /// a writable entry in a writable VMA): the VMM's store takes no fault.
+    pub pte_writable: bool,
 }
 
 /// What the kernel must answer to a step.
@@ -31,6 +43,8 @@ pub enum Expect {
     Value(u64),
     /// The step succeeds; nothing to compare.
     Done,
+    /// The VMM's store succeeds without a page fault (the PTE is writable).
+    NoFault,
     /// A device access to a page the device does not hold: refused.
     Refused,
 }
@@ -41,15 +55,25 @@ pub struct Model {
     vcpus: u8,
     /// Held pages lost to an invalidation wider than the step's own page.
     pub wider_revocations: u64,
+    /// The guest has KVM memslots that can be deleted and added back.
+    memslots: bool,
+    /// They are deleted now: the guest cannot run.
+    pub slots_deleted: bool,
+    /// clear_refs ran: the VMA tracks soft-dirty, and a PTE that is not
+    /// soft-dirty is kept read-only so that the next write faults.
+    sd_tracking: bool,
 }
 
 impl Model {
     /// `pages` untouched pages (zero, not held, writable).
-    pub fn new(pages: u8, vcpus: u8) -> Model {
+    pub fn new(pages: u8, vcpus: u8, memslots: bool) -> Model {
         Model {
             pages: vec![PageState::default(); pages as usize],
             vcpus,
             wider_revocations: 0,
+            memslots,
+            slots_deleted: false,
+            sd_tracking: false,
         }
     }
 
@@ -62,11 +86,20 @@ impl Model {
         let Some(p) = self.pages.get(step.page() as usize) else {
             return false;
         };
+        let runs = !self.slots_deleted;
         match step {
-            Step::GuestWrite { vcpu, .. } => !p.ro && vcpu < self.vcpus,
-            Step::GuestRead { vcpu, .. } => vcpu < self.vcpus,
-            Step::Convert { .. } => !p.ro && !p.held,
+            Step::GuestWrite { vcpu, .. } => runs && !p.ro && !p.wp && vcpu < self.vcpus,
+            Step::GuestRead { vcpu, .. } => runs && vcpu < self.vcpus,
+            // A write to a write-protected page would wait for a userfaultfd
+            // handler there is none of (the conversion takes it for writing).
+            Step::VmmWrite { .. } => !p.wp,
+            Step::Convert { .. } => !p.ro && !p.held && !p.wp,
             Step::Protect { ro, .. } => ro != p.ro,
+            // Write protection applies to entries only; an anonymous page
+            // without one is not protected (no UFFD_FEATURE_WP_UNPOPULATED).
+            Step::UffdWp { on, .. } => on != p.wp && (p.mapped || !on),
+            Step::MemslotDelete => self.memslots && !self.slots_deleted,
+            Step::MemslotAdd => self.slots_deleted,
             _ => true,
         }
     }
@@ -79,22 +112,35 @@ impl Model {
             // nothing: the permission check comes before any restore).
             Step::VmmWrite { .. } if p.ro => Expect::Refused,
             // Any CPU access takes a held page back from the device.
-            // A write sets soft-dirty (pte_mkdirty does on x86).
+            // A write sets soft-dirty (pte_mkdirty does on x86) and leaves
+            // the PTE writable.
             Step::GuestWrite { val, .. } | Step::VmmWrite { val, .. } => {
+                let no_fault = p.pte_writable && matches!(step, Step::VmmWrite { .. });
                 p.value = val as u64;
                 p.held = false;
                 p.exclusive_entry = false;
                 p.soft_dirty = Some(true);
-                Expect::Done
+                p.mapped = true;
+                p.pte_writable = true;
+                if no_fault {
+                    Expect::NoFault
+                } else {
+                    Expect::Done
+                }
             }
             // A restore by a read may mark the PTE dirty (the folio is
-            // dirty), which sets soft-dirty too.
+            // dirty), which sets soft-dirty too. The restored PTE is
+            // writable where the entry was and the VMA, userfaultfd and
+            // soft-dirty tracking (the entry's bit) allow it.
             Step::GuestRead { .. } | Step::VmmRead { .. } => {
                 if p.exclusive_entry {
+                    let tracked = !self.sd_tracking || p.soft_dirty == Some(true);
+                    p.pte_writable = p.entry_writable && !p.ro && !p.wp && tracked;
                     p.soft_dirty = None;
                 }
                 p.held = false;
                 p.exclusive_entry = false;
+                p.mapped = true;
                 Expect::Value(p.value)
             }
             // The conversion takes the page for writing (a write fault
@@ -103,6 +149,9 @@ impl Model {
                 p.held = true;
                 p.exclusive_entry = true;
                 p.soft_dirty = Some(true);
+                p.mapped = true;
+                p.entry_writable = true;
+                p.pte_writable = false;
                 Expect::Value(p.value)
             }
             Step::Release { .. } => {
@@ -118,28 +167,68 @@ impl Model {
             }
             Step::DevRead { .. } | Step::DevAdd { .. } => Expect::Refused,
             // mprotect(PROT_READ) revokes the device (exclusive-mprotect).
+            // It makes a writable entry readable; whether mprotect makes a
+            // PTE writable again is its own choice.
             Step::Protect { ro, .. } => {
                 p.ro = ro;
                 p.held &= !ro;
+                p.entry_writable &= !ro;
+                p.pte_writable = false;
                 Expect::Done
             }
-            // MADV_DONTNEED: a zero page next time, the device revoked.
+            // MADV_DONTNEED: a zero page next time, the device revoked, the
+            // entry (and its uffd-wp bit) gone.
             Step::Dontneed { .. } => {
                 p.value = 0;
                 p.held = false;
                 p.exclusive_entry = false;
                 p.soft_dirty = None;
+                p.mapped = false;
+                p.wp = false;
+                p.pte_writable = false;
                 Expect::Done
             }
+            // It write-protects every PTE for soft-dirty tracking.
             Step::ClearSoftDirty => {
+                self.sd_tracking = true;
                 for q in &mut self.pages {
                     q.soft_dirty = Some(false);
+                    q.pte_writable = false;
                 }
                 Expect::Done
             }
             // MADV_PAGEOUT skips a device-exclusive entry; a page it
-            // reclaims keeps its value.
-            Step::Pageout { .. } => Expect::Done,
+            // reclaims keeps its value and its uffd-wp bit (in the swap
+            // entry), and comes back from swap in a PTE of the kernel's
+            // choice.
+            Step::Pageout { .. } => {
+                p.pte_writable = false;
+                Expect::Done
+            }
+            Step::UffdWp { on, .. } => {
+                p.wp = on;
+                p.pte_writable = false;
+                Expect::Done
+            }
+            Step::MemslotDelete | Step::MemslotAdd => {
+                self.slots_deleted = matches!(step, Step::MemslotDelete);
+                Expect::Done
+            }
+            // Fork copies every entry: a device-exclusive one is restored
+            // first (its device loses it to the fork's invalidation of the
+            // whole range, which `observe` accepts), and every PTE is
+            // write-protected for COW. The child reads the current value.
+            Step::ForkRead { .. } => {
+                let value = p.value;
+                for q in &mut self.pages {
+                    if q.exclusive_entry {
+                        q.exclusive_entry = false;
+                        q.soft_dirty = None;
+                    }
+                    q.pte_writable = false;
+                }
+                Expect::Value(value)
+            }
         }
     }
 }
@@ -150,7 +239,7 @@ mod tests {
 
     #[test]
     fn the_device_holds_a_page_until_a_cpu_touches_it() {
-        let mut m = Model::new(2, 1);
+        let mut m = Model::new(2, 1, true);
         assert_eq!(
             m.apply(Step::GuestWrite {
                 page: 0,
@@ -176,7 +265,7 @@ mod tests {
 
     #[test]
     fn steps_that_cannot_run_are_not_allowed() {
-        let mut m = Model::new(2, 2);
+        let mut m = Model::new(2, 2, true);
         assert!(!m.allows(Step::GuestRead { page: 2, vcpu: 0 }));
         assert!(!m.allows(Step::GuestRead { page: 0, vcpu: 2 }));
         assert!(!m.allows(Step::Protect { page: 0, ro: false }));

@@ -30,6 +30,16 @@ pub enum Step {
     Pageout { page: u8 },
     /// `4` to /proc/self/clear_refs: every page's soft-dirty bit cleared.
     ClearSoftDirty,
+    /// UFFDIO_WRITEPROTECT on (`on`) or off for the page (registered with
+    /// userfaultfd for write protection at its first).
+    UffdWp { page: u8, on: bool },
+    /// Every RAM memslot deleted (KVM must drop every mapping of them).
+    MemslotDelete,
+    /// The deleted memslots added back, same guest and host addresses.
+    MemslotAdd,
+    /// The VMM forks; the child reads the page's word through its own,
+    /// COW-shared mapping and exits.
+    ForkRead { page: u8 },
 }
 
 impl Step {
@@ -45,9 +55,11 @@ impl Step {
             | Step::DevAdd { page, .. }
             | Step::Protect { page, .. }
             | Step::Dontneed { page }
-            | Step::Pageout { page } => page,
+            | Step::Pageout { page }
+            | Step::UffdWp { page, .. }
+            | Step::ForkRead { page } => page,
             // Not about one page; page 0 always exists.
-            Step::ClearSoftDirty => 0,
+            Step::ClearSoftDirty | Step::MemslotDelete | Step::MemslotAdd => 0,
         }
     }
 }
@@ -69,6 +81,11 @@ impl fmt::Display for Step {
             Step::Dontneed { page } => write!(f, "dontneed {page}"),
             Step::Pageout { page } => write!(f, "pageout {page}"),
             Step::ClearSoftDirty => write!(f, "clear-soft-dirty"),
+            Step::UffdWp { page, on: true } => write!(f, "uffd-wp-on {page}"),
+            Step::UffdWp { page, on: false } => write!(f, "uffd-wp-off {page}"),
+            Step::MemslotDelete => write!(f, "memslot-delete"),
+            Step::MemslotAdd => write!(f, "memslot-add"),
+            Step::ForkRead { page } => write!(f, "fork-read {page}"),
         }
     }
 }
@@ -89,10 +106,16 @@ impl std::str::FromStr for Step {
     fn from_str(line: &str) -> Result<Step, String> {
         let mut w = line.split_whitespace();
         let kind = w.next().ok_or("empty step")?;
-        if kind == "clear-soft-dirty" {
+        let global = match kind {
+            "clear-soft-dirty" => Some(Step::ClearSoftDirty),
+            "memslot-delete" => Some(Step::MemslotDelete),
+            "memslot-add" => Some(Step::MemslotAdd),
+            _ => None,
+        };
+        if let Some(step) = global {
             return match w.next() {
                 Some(extra) => Err(format!("unexpected '{extra}' after the step")),
-                None => Ok(Step::ClearSoftDirty),
+                None => Ok(step),
             };
         }
         let page = num::<u8>(w.next(), "page")?;
@@ -122,6 +145,9 @@ impl std::str::FromStr for Step {
             "protect-rw" => Step::Protect { page, ro: false },
             "dontneed" => Step::Dontneed { page },
             "pageout" => Step::Pageout { page },
+            "uffd-wp-on" => Step::UffdWp { page, on: true },
+            "uffd-wp-off" => Step::UffdWp { page, on: false },
+            "fork-read" => Step::ForkRead { page },
             other => return Err(format!("unknown step '{other}'")),
         };
         match w.next() {
@@ -153,34 +179,84 @@ impl Rng {
     }
 }
 
-/// `len` random steps on `pages` pages with `vcpus` vCPUs. Host steps that
-/// change the page's state come as often as accesses, so that the device
-/// holds pages while everything else happens to them.
+/// The kinds of step the generator draws from, each with its weight.
+const KINDS: [(&str, u64); 15] = [
+    ("guest-write", 2),
+    ("guest-read", 1),
+    ("vmm-write", 1),
+    ("vmm-read", 1),
+    ("convert", 3),
+    ("release", 1),
+    ("device-read", 1),
+    ("device-add", 1),
+    ("protect", 1),
+    ("dontneed", 1),
+    ("clear-soft-dirty", 1),
+    ("pageout", 1),
+    ("uffd-wp", 1),
+    ("memslot", 1),
+    ("fork-read", 1),
+];
+
+/// Swarm testing (Groce et al., ISSTA 2012): each sequence draws from a
+/// random half of the kinds (conversions always among them), so that the
+/// few kinds a bug needs come many times in one sequence instead of being
+/// diluted by all the others. A mask with fewer than three kinds uses all.
+fn swarm(rng: &mut Rng) -> Vec<usize> {
+    let mask = rng.next();
+    let on: Vec<usize> = (0..KINDS.len())
+        .filter(|&k| KINDS[k].0 == "convert" || mask & (1 << k) != 0)
+        .collect();
+    if on.len() < 3 {
+        (0..KINDS.len()).collect()
+    } else {
+        on
+    }
+}
+
+/// `len` random steps on `pages` pages with `vcpus` vCPUs, from the kinds
+/// [`swarm`] picked for this sequence. Host steps that change the page's
+/// state come as often as accesses, so that the device holds pages while
+/// everything else happens to them.
 pub fn generate(rng: &mut Rng, pages: u8, vcpus: u8, len: usize) -> Vec<Step> {
+    let kinds = swarm(rng);
+    let total: u64 = kinds.iter().map(|&k| KINDS[k].1).sum();
     (0..len)
         .map(|_| {
             let page = rng.below(pages as u64) as u8;
             let vcpu = rng.below(vcpus as u64) as u8;
             let val = (rng.next() as u32) | 1;
-            match rng.below(15) {
-                0 | 1 => Step::GuestWrite { page, vcpu, val },
-                2 => Step::GuestRead { page, vcpu },
-                3 => Step::VmmWrite { page, val },
-                4 => Step::VmmRead { page },
-                5..=7 => Step::Convert { page },
-                8 => Step::Release { page },
-                9 => Step::DevRead { page },
-                10 => Step::DevAdd {
+            let half = rng.below(2) == 0;
+            let mut pick = rng.below(total);
+            let kind = kinds
+                .iter()
+                .map(|&k| KINDS[k])
+                .find(|&(_, w)| {
+                    let hit = pick < w;
+                    pick = pick.saturating_sub(w);
+                    hit
+                })
+                .map_or("convert", |(name, _)| name);
+            match kind {
+                "guest-write" => Step::GuestWrite { page, vcpu, val },
+                "guest-read" => Step::GuestRead { page, vcpu },
+                "vmm-write" => Step::VmmWrite { page, val },
+                "vmm-read" => Step::VmmRead { page },
+                "release" => Step::Release { page },
+                "device-read" => Step::DevRead { page },
+                "device-add" => Step::DevAdd {
                     page,
-                    delta: (rng.below(255) + 1) as u8,
+                    delta: (val % 255 + 1) as u8,
                 },
-                11 => Step::Protect {
-                    page,
-                    ro: rng.below(2) == 0,
-                },
-                12 => Step::Dontneed { page },
-                13 => Step::ClearSoftDirty,
-                _ => Step::Pageout { page },
+                "protect" => Step::Protect { page, ro: half },
+                "dontneed" => Step::Dontneed { page },
+                "clear-soft-dirty" => Step::ClearSoftDirty,
+                "pageout" => Step::Pageout { page },
+                "uffd-wp" => Step::UffdWp { page, on: half },
+                "memslot" if half => Step::MemslotDelete,
+                "memslot" => Step::MemslotAdd,
+                "fork-read" => Step::ForkRead { page },
+                _ => Step::Convert { page },
             }
         })
         .collect()
@@ -193,16 +269,34 @@ mod tests {
     #[test]
     fn every_step_reads_back_from_its_line() {
         let mut rng = Rng::new(7);
-        let steps = generate(&mut rng, 4, 2, 500);
+        let steps: Vec<Step> = (0..40).flat_map(|_| generate(&mut rng, 4, 2, 50)).collect();
         for s in &steps {
             assert_eq!(s.to_string().parse::<Step>(), Ok(*s), "{s}");
         }
-        // All kinds occur.
+        // All kinds occur, both ways where a kind has two.
         let kinds: std::collections::BTreeSet<_> = steps
             .iter()
             .map(|s| s.to_string().split(' ').next().unwrap().to_string())
             .collect();
-        assert_eq!(kinds.len(), 13, "{kinds:?}");
+        assert_eq!(kinds.len(), 18, "{kinds:?}");
+    }
+
+    #[test]
+    fn a_sequence_draws_from_some_kinds_only() {
+        let mut rng = Rng::new(11);
+        let narrower = (0..20)
+            .filter(|_| {
+                let kinds: std::collections::HashSet<_> = generate(&mut rng, 4, 2, 200)
+                    .iter()
+                    .map(std::mem::discriminant)
+                    .collect();
+                kinds.len() < 13
+            })
+            .count();
+        assert!(
+            narrower >= 15,
+            "{narrower} of 20 sequences used fewer kinds"
+        );
     }
 
     #[test]
