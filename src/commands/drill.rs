@@ -49,7 +49,8 @@ pub struct Args {
     /// (# TIMEOUT) and the next drill runs.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
-    /// drill fuzz: run random sequences for this many seconds.
+    /// drill fuzz (alone or in `all`): run random sequences for this many
+    /// seconds.
     #[arg(long = "time", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub fuzz_time: u64,
     /// drill fuzz: run the sequence of this replay file (written on a failure).

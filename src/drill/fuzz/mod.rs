@@ -21,14 +21,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use model::{Expect, Model};
+use model::{Expect, Migration, Model};
 use step::{generate, Rng, Step};
 
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
-use crate::drill::exclusive::{convert, pages};
+use crate::drill::exclusive::{convert, pages, whole_folio_conversion};
 use crate::drill::guest::{page_gpa, Op};
 use crate::drill::hostmm::{
-    drain_lru_batches, guarded_write, thread_minor_faults, ForkedReader, UffdWp,
+    drain_lru_batches, guarded_write, move_pages, numa_nodes, thread_minor_faults, ForkedReader,
+    UffdWp,
 };
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, Session, TraceMode};
@@ -100,14 +101,16 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         executed += r.executed;
         wider += r.wider;
         if let Some(f) = r.failure {
+            let found = t0.elapsed().as_secs_f64();
             let (small, f) = shrink_failure(ctx, &steps, f)?;
             let file = write_replay(ctx.cfg.seed, seed, &small, &f)?;
             v.figure("steps_to_failure", executed as f64);
+            v.figure("seconds_to_failure", found);
             v.check(
                 &f.check,
                 false,
                 format!(
-                    "{} (sequence {sequences}, seed {seed}; shrunk from {} to {} steps, replay: mmuvisor drill fuzz --replay {})",
+                    "{} (sequence {sequences} after {found:.1} s, seed {seed}; shrunk from {} to {} steps, replay: mmuvisor drill fuzz --replay {})",
                     f.detail,
                     steps.len(),
                     small.len(),
@@ -171,7 +174,13 @@ fn run_sequence(ctx: &Ctx, steps: &[Step]) -> DrillResult<Run> {
     let mut dev = ctx.device(&s)?;
     let n = PAGES.min(pages(&s, PAGES as u64) as u8);
     let memslots = s.guest().vm_fd().is_some();
-    let mut m = Model::new(n, s.nr_vcpus().min(255) as u8, memslots);
+    let nodes = numa_nodes();
+    let migration = match (nodes.len() >= 2, whole_folio_conversion()) {
+        (false, _) => Migration::None,
+        (true, true) => Migration::NotHeld,
+        (true, false) => Migration::All,
+    };
+    let mut m = Model::new(n, s.nr_vcpus().min(255) as u8, memslots, migration);
     // Userfaultfd registrations, one per page, made at its first uffd-wp
     // step (so other sequences' VMAs stay whole); closed with the run.
     let mut uffd: BTreeMap<u8, UffdWp> = BTreeMap::new();
@@ -192,14 +201,24 @@ fn run_sequence(ctx: &Ctx, steps: &[Step]) -> DrillResult<Run> {
             continue;
         }
         let slots_deleted = m.slots_deleted;
+        let before = m.pages[step.page() as usize];
         let expect = m.apply(step);
         run.executed += 1;
+        let mut moved = true;
         let host = Host {
             uffd: &mut uffd,
             pages: n,
+            nodes: &nodes,
             slots_deleted,
+            moved: &mut moved,
         };
-        let got = match exec(&mut s, dev.as_mut(), host, step, expect) {
+        let got = exec(&mut s, dev.as_mut(), host, step, expect);
+        if !moved {
+            // move_pages may leave a page where it is (busy, or no page
+            // there): then nothing changed.
+            m.pages[step.page() as usize] = before;
+        }
+        let got = match got {
             Ok(got) => got,
             Err(e @ DrillError::Skip(_)) => return Err(e),
             Err(e) => Some(("step-completes".to_string(), e.to_string())),
@@ -274,6 +293,10 @@ struct Host<'a> {
     pages: u8,
     /// The memslots were deleted when the step began.
     slots_deleted: bool,
+    /// NUMA nodes, for migrate.
+    nodes: &'a [i32],
+    /// Set false by a migrate that left the page where it was.
+    moved: &'a mut bool,
 }
 
 /// Executes one step; compares its answer with the model's.
@@ -420,6 +443,19 @@ fn exec(
                 want.unwrap_or(0),
                 "the forked child",
             )
+        }
+        Step::Migrate { .. } => {
+            let (r, _) = s.host("move_pages", |_| {
+                let here = move_pages(&[hva], None)?.first().copied().unwrap_or(-1);
+                match host.nodes.iter().find(|&&n| n != here) {
+                    Some(&to) if here >= 0 => {
+                        Ok(move_pages(&[hva], Some(to))?.first().copied().unwrap_or(-1) == to)
+                    }
+                    _ => Ok(false),
+                }
+            });
+            *host.moved = r.map_err(host_err("move_pages"))?;
+            None
         }
         Step::Pageout { .. } => {
             // Reclaim skips a folio still in a CPU's LRU batch.

@@ -35,6 +35,14 @@ pub struct PageState {
     pub pte_writable: bool,
 }
 
+/// Which pages move_pages can move to another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migration {
+    None,
+    NotHeld,
+    All,
+}
+
 /// What the kernel must answer to a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -57,6 +65,10 @@ pub struct Model {
     pub wider_revocations: u64,
     /// The guest has KVM memslots that can be deleted and added back.
     memslots: bool,
+    /// What the host can migrate: nothing (one NUMA node), pages but not
+    /// held ones (before 6.15 the device-exclusive entry pins its page),
+    /// or every page.
+    migration: Migration,
     /// They are deleted now: the guest cannot run.
     pub slots_deleted: bool,
     /// clear_refs ran: the VMA tracks soft-dirty, and a PTE that is not
@@ -66,12 +78,13 @@ pub struct Model {
 
 impl Model {
     /// `pages` untouched pages (zero, not held, writable).
-    pub fn new(pages: u8, vcpus: u8, memslots: bool) -> Model {
+    pub fn new(pages: u8, vcpus: u8, memslots: bool, migration: Migration) -> Model {
         Model {
             pages: vec![PageState::default(); pages as usize],
             vcpus,
             wider_revocations: 0,
             memslots,
+            migration,
             slots_deleted: false,
             sd_tracking: false,
         }
@@ -100,6 +113,11 @@ impl Model {
             Step::UffdWp { on, .. } => on != p.wp && (p.mapped || !on),
             Step::MemslotDelete => self.memslots && !self.slots_deleted,
             Step::MemslotAdd => self.slots_deleted,
+            Step::Migrate { .. } => match self.migration {
+                Migration::None => false,
+                Migration::NotHeld => !p.exclusive_entry,
+                Migration::All => true,
+            },
             _ => true,
         }
     }
@@ -214,6 +232,19 @@ impl Model {
                 self.slots_deleted = matches!(step, Step::MemslotDelete);
                 Expect::Done
             }
+            // Migration keeps the value, uffd-wp and a set soft-dirty bit
+            // (a dirty migration entry may set it: pte_mkdirty does on
+            // x86); a device-exclusive entry comes back as a present PTE,
+            // its device revoked by the migration's invalidation. A page
+            // that could not be moved is put back by the caller.
+            Step::Migrate { .. } => {
+                if p.soft_dirty == Some(false) {
+                    p.soft_dirty = None;
+                }
+                p.exclusive_entry = false;
+                p.pte_writable = false;
+                Expect::Done
+            }
             // Fork copies every entry: a device-exclusive one is restored
             // first (its device loses it to the fork's invalidation of the
             // whole range, which `observe` accepts), and every PTE is
@@ -239,7 +270,7 @@ mod tests {
 
     #[test]
     fn the_device_holds_a_page_until_a_cpu_touches_it() {
-        let mut m = Model::new(2, 1, true);
+        let mut m = Model::new(2, 1, true, Migration::All);
         assert_eq!(
             m.apply(Step::GuestWrite {
                 page: 0,
@@ -265,7 +296,7 @@ mod tests {
 
     #[test]
     fn steps_that_cannot_run_are_not_allowed() {
-        let mut m = Model::new(2, 2, true);
+        let mut m = Model::new(2, 2, true, Migration::All);
         assert!(!m.allows(Step::GuestRead { page: 2, vcpu: 0 }));
         assert!(!m.allows(Step::GuestRead { page: 0, vcpu: 2 }));
         assert!(!m.allows(Step::Protect { page: 0, ro: false }));

@@ -40,6 +40,8 @@ pub enum Step {
     /// The VMM forks; the child reads the page's word through its own,
     /// COW-shared mapping and exits.
     ForkRead { page: u8 },
+    /// move_pages(2): the page to the other NUMA node.
+    Migrate { page: u8 },
 }
 
 impl Step {
@@ -57,7 +59,8 @@ impl Step {
             | Step::Dontneed { page }
             | Step::Pageout { page }
             | Step::UffdWp { page, .. }
-            | Step::ForkRead { page } => page,
+            | Step::ForkRead { page }
+            | Step::Migrate { page } => page,
             // Not about one page; page 0 always exists.
             Step::ClearSoftDirty | Step::MemslotDelete | Step::MemslotAdd => 0,
         }
@@ -86,6 +89,7 @@ impl fmt::Display for Step {
             Step::MemslotDelete => write!(f, "memslot-delete"),
             Step::MemslotAdd => write!(f, "memslot-add"),
             Step::ForkRead { page } => write!(f, "fork-read {page}"),
+            Step::Migrate { page } => write!(f, "migrate {page}"),
         }
     }
 }
@@ -148,6 +152,7 @@ impl std::str::FromStr for Step {
             "uffd-wp-on" => Step::UffdWp { page, on: true },
             "uffd-wp-off" => Step::UffdWp { page, on: false },
             "fork-read" => Step::ForkRead { page },
+            "migrate" => Step::Migrate { page },
             other => return Err(format!("unknown step '{other}'")),
         };
         match w.next() {
@@ -180,7 +185,7 @@ impl Rng {
 }
 
 /// The kinds of step the generator draws from, each with its weight.
-const KINDS: [(&str, u64); 15] = [
+const KINDS: [(&str, u64); 16] = [
     ("guest-write", 2),
     ("guest-read", 1),
     ("vmm-write", 1),
@@ -196,6 +201,7 @@ const KINDS: [(&str, u64); 15] = [
     ("uffd-wp", 1),
     ("memslot", 1),
     ("fork-read", 1),
+    ("migrate", 1),
 ];
 
 /// Swarm testing (Groce et al., ISSTA 2012): each sequence draws from a
@@ -256,6 +262,7 @@ pub fn generate(rng: &mut Rng, pages: u8, vcpus: u8, len: usize) -> Vec<Step> {
                 "memslot" if half => Step::MemslotDelete,
                 "memslot" => Step::MemslotAdd,
                 "fork-read" => Step::ForkRead { page },
+                "migrate" => Step::Migrate { page },
                 _ => Step::Convert { page },
             }
         })
@@ -278,7 +285,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string().split(' ').next().unwrap().to_string())
             .collect();
-        assert_eq!(kinds.len(), 18, "{kinds:?}");
+        assert_eq!(kinds.len(), 19, "{kinds:?}");
     }
 
     #[test]
@@ -290,7 +297,7 @@ mod tests {
                     .iter()
                     .map(std::mem::discriminant)
                     .collect();
-                kinds.len() < 13
+                kinds.len() < 14
             })
             .count();
         assert!(
