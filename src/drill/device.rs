@@ -24,6 +24,10 @@ pub enum DeviceError {
         "make-exclusive is not supported here (EOPNOTSUPP): kernel without CONFIG_DEVICE_PRIVATE?"
     )]
     Unsupported,
+    /// EBUSY: the page was busy (e.g. a CPU fault held its folio lock);
+    /// the device may try again.
+    #[error("the page was busy (EBUSY)")]
+    Busy,
     /// ENOLINK: the device held the page and lost it to an invalidation.
     #[error("the device's access was revoked (ENOLINK)")]
     Revoked,

@@ -173,6 +173,8 @@ pub struct ModuleDevice {
 fn io(e: nc::Error) -> DeviceError {
     if e.errno() == Some(libc::EOPNOTSUPP) {
         DeviceError::Unsupported
+    } else if e.errno() == Some(libc::EBUSY) {
+        DeviceError::Busy
     } else {
         DeviceError::Io(e.to_string())
     }

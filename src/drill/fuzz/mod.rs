@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use model::{Expect, Migration, Model};
-use step::{generate, Rng, Step};
+use step::{generate, Rng, Step, RACE_LOOPS};
 
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
 use crate::drill::exclusive::{convert, pages, whole_folio_conversion};
@@ -45,6 +45,14 @@ const PAGES: u8 = 4;
 const LEN: usize = 40;
 /// Runs the shrinker may spend on one failure.
 const SHRINK_RUNS: usize = 150;
+/// A failed sequence's races are lengthened this many times for the
+/// shrinker, and the replay file's as many again, so that a race that
+/// failed once fails again more often.
+const RACE_LENGTHEN: u16 = 4;
+/// Runs of a shrinker candidate, and of a replay, that races before it is
+/// taken to pass.
+const SHRINK_TRIES: usize = 2;
+const REPLAY_TRIES: usize = 5;
 
 /// Where a sequence first disagreed with the model.
 #[derive(Debug, Clone)]
@@ -67,7 +75,7 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut v = Verdict::default();
     if let Some(file) = &ctx.cfg.replay {
         let steps = read_replay(file)?;
-        let r = run_sequence(ctx, &steps)?;
+        let r = run_until_failure(ctx, &steps, REPLAY_TRIES)?;
         v.figure("steps", r.executed as f64);
         let detail = r
             .failure
@@ -102,7 +110,9 @@ pub fn run(ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         wider += r.wider;
         if let Some(f) = r.failure {
             let found = t0.elapsed().as_secs_f64();
-            let (small, f) = shrink_failure(ctx, &steps, f)?;
+            let long: Vec<Step> = steps.iter().map(|s| s.lengthened(RACE_LENGTHEN)).collect();
+            let (small, f) = shrink_failure(ctx, &long, f)?;
+            let small: Vec<Step> = small.iter().map(|s| s.lengthened(RACE_LENGTHEN)).collect();
             let file = write_replay(ctx.cfg.seed, seed, &small, &f)?;
             v.figure("steps_to_failure", executed as f64);
             v.figure("seconds_to_failure", found);
@@ -146,7 +156,7 @@ fn shrink_failure(ctx: &Ctx, steps: &[Step], f: Failure) -> DrillResult<(Vec<Ste
         if err.is_some() {
             return false;
         }
-        match run_sequence(ctx, cand) {
+        match run_until_failure(ctx, cand, SHRINK_TRIES) {
             Ok(Run {
                 failure: Some(g), ..
             }) if g.check == f.check => {
@@ -166,6 +176,21 @@ fn shrink_failure(ctx: &Ctx, steps: &[Step], f: Failure) -> DrillResult<(Vec<Ste
     // `last` is the failure of the last candidate that failed, which the
     // shrinker kept: the final sequence.
     Ok((small, last))
+}
+
+/// Runs `steps` until one run fails, at most `tries` times where the
+/// sequence races (a race step's outcome depends on timing), once where it
+/// does not. Returns the failed run, or the last one.
+fn run_until_failure(ctx: &Ctx, steps: &[Step], tries: usize) -> DrillResult<Run> {
+    let races = steps.iter().any(|s| matches!(s, Step::Race { .. }));
+    let mut r = run_sequence(ctx, steps)?;
+    for _ in 1..if races { tries } else { 1 } {
+        if r.failure.is_some() {
+            break;
+        }
+        r = run_sequence(ctx, steps)?;
+    }
+    Ok(r)
 }
 
 /// Runs `steps` in a new VM against a new model.
@@ -457,6 +482,9 @@ fn exec(
             *host.moved = r.map_err(host_err("move_pages"))?;
             None
         }
+        Step::Race { vcpu, commands, .. } => {
+            race(s, dev, vcpu as usize, page, commands, want.unwrap_or(0))?
+        }
         Step::Pageout { .. } => {
             // Reclaim skips a folio still in a CPU's LRU batch.
             drain_lru_batches();
@@ -464,6 +492,55 @@ fn exec(
             None
         }
     })
+}
+
+/// The race step: while the vCPU's increments run, convert the page again
+/// and again and read it twice per hold (50 us apart); two different
+/// values mean a guest store landed while the device held the page. Then
+/// the vCPU reads the page, which must hold every increment.
+fn race(
+    s: &mut Session,
+    dev: &mut dyn ExclusiveDevice,
+    vcpu: usize,
+    page: u64,
+    commands: u16,
+    want: u64,
+) -> DrillResult<Bad> {
+    let hva = s.hva(page)?;
+    let mut holds = 0u64;
+    for _ in 0..commands {
+        s.issue(vcpu, Op::AtomicIncLoop(RACE_LOOPS), page)?;
+        while s.try_collect(vcpu)?.is_none() {
+            match dev.make_exclusive(hva) {
+                Ok(_) | Err(DeviceError::Revoked | DeviceError::Busy) => {}
+                Err(e) => {
+                    // Finish the guest's command before giving up.
+                    let _ = s.collect(vcpu);
+                    return Err(DrillError::Host(format!("make-exclusive in a race: {e}")));
+                }
+            }
+            let r1 = dev.read(hva);
+            std::thread::sleep(Duration::from_micros(50));
+            let r2 = dev.read(hva);
+            if let (Ok(a), Ok(b)) = (r1, r2) {
+                holds += 1;
+                if a != b {
+                    let _ = s.collect(vcpu);
+                    return Ok(bad(
+                        "no-guest-write-while-exclusive",
+                        format!("the device read {a:#x} then {b:#x} while it held the page exclusively (hold {holds}): a guest store landed through a mapping KVM kept"),
+                    ));
+                }
+            }
+        }
+    }
+    let got = s.step(vcpu, Op::Read, page)?;
+    Ok(value(
+        "value-as-modelled",
+        got,
+        want,
+        "the guest after the race",
+    ))
 }
 
 /// A device access: a held page answers the model's value; one the device
@@ -586,6 +663,12 @@ fn write_replay(seed: u64, seq_seed: u64, steps: &[Step], f: &Failure) -> DrillR
         f.check,
         f.detail
     );
+    if steps.iter().any(|s| matches!(s, Step::Race { .. })) {
+        text.push_str(&format!(
+            "# its races run {}x as many guest commands as generated: a race's outcome depends on timing, and a replay runs up to {REPLAY_TRIES} times until one fails\n",
+            RACE_LENGTHEN * RACE_LENGTHEN
+        ));
+    }
     for s in steps {
         text.push_str(&format!("{s}\n"));
     }

@@ -3,7 +3,7 @@
 //! read-only. Each step changes the model the way the kernel's contract
 //! says it changes the page, and says what the kernel must answer.
 
-use super::step::Step;
+use super::step::{Step, RACE_LOOPS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PageState {
@@ -103,6 +103,7 @@ impl Model {
         match step {
             Step::GuestWrite { vcpu, .. } => runs && !p.ro && !p.wp && vcpu < self.vcpus,
             Step::GuestRead { vcpu, .. } => runs && vcpu < self.vcpus,
+            Step::Race { vcpu, .. } => runs && !p.ro && !p.wp && vcpu < self.vcpus,
             // A write to a write-protected page would wait for a userfaultfd
             // handler there is none of (the conversion takes it for writing).
             Step::VmmWrite { .. } => !p.wp,
@@ -244,6 +245,18 @@ impl Model {
                 p.exclusive_entry = false;
                 p.pte_writable = false;
                 Expect::Done
+            }
+            // Every increment lands (each guest access takes the page back
+            // from the device); the vCPU's read at the end restores the
+            // last conversion's entry, if the guest left one.
+            Step::Race { commands, .. } => {
+                p.value = p.value.wrapping_add(commands as u64 * RACE_LOOPS as u64);
+                p.held = false;
+                p.exclusive_entry = false;
+                p.soft_dirty = None;
+                p.mapped = true;
+                p.pte_writable = false;
+                Expect::Value(p.value)
             }
             // Fork copies every entry: a device-exclusive one is restored
             // first (its device loses it to the fork's invalidation of the

@@ -42,9 +42,35 @@ pub enum Step {
     ForkRead { page: u8 },
     /// move_pages(2): the page to the other NUMA node.
     Migrate { page: u8 },
+    /// vCPU `vcpu` runs `commands` bursts of [`RACE_LOOPS`] atomic
+    /// increments on the page while the host converts it again and again,
+    /// the device reading it twice per hold; then the vCPU reads it.
+    Race { page: u8, vcpu: u8, commands: u16 },
 }
 
+/// Guest commands of a generated race step.
+pub const RACE_COMMANDS: u16 = 8;
+/// Atomic increments per race command.
+pub const RACE_LOOPS: u32 = 20_000;
+
 impl Step {
+    /// The step with its race, if it is one, `times` as long (a race's
+    /// outcome depends on timing: a longer one fails again more often).
+    pub fn lengthened(self, times: u16) -> Step {
+        match self {
+            Step::Race {
+                page,
+                vcpu,
+                commands,
+            } => Step::Race {
+                page,
+                vcpu,
+                commands: commands.saturating_mul(times),
+            },
+            other => other,
+        }
+    }
+
     pub fn page(self) -> u8 {
         match self {
             Step::GuestWrite { page, .. }
@@ -60,7 +86,8 @@ impl Step {
             | Step::Pageout { page }
             | Step::UffdWp { page, .. }
             | Step::ForkRead { page }
-            | Step::Migrate { page } => page,
+            | Step::Migrate { page }
+            | Step::Race { page, .. } => page,
             // Not about one page; page 0 always exists.
             Step::ClearSoftDirty | Step::MemslotDelete | Step::MemslotAdd => 0,
         }
@@ -90,6 +117,11 @@ impl fmt::Display for Step {
             Step::MemslotAdd => write!(f, "memslot-add"),
             Step::ForkRead { page } => write!(f, "fork-read {page}"),
             Step::Migrate { page } => write!(f, "migrate {page}"),
+            Step::Race {
+                page,
+                vcpu,
+                commands,
+            } => write!(f, "race {page} {vcpu} {commands}"),
         }
     }
 }
@@ -153,6 +185,11 @@ impl std::str::FromStr for Step {
             "uffd-wp-off" => Step::UffdWp { page, on: false },
             "fork-read" => Step::ForkRead { page },
             "migrate" => Step::Migrate { page },
+            "race" => Step::Race {
+                page,
+                vcpu: num(w.next(), "vcpu")?,
+                commands: num(w.next(), "commands")?,
+            },
             other => return Err(format!("unknown step '{other}'")),
         };
         match w.next() {
@@ -185,7 +222,7 @@ impl Rng {
 }
 
 /// The kinds of step the generator draws from, each with its weight.
-const KINDS: [(&str, u64); 16] = [
+const KINDS: [(&str, u64); 17] = [
     ("guest-write", 2),
     ("guest-read", 1),
     ("vmm-write", 1),
@@ -202,6 +239,7 @@ const KINDS: [(&str, u64); 16] = [
     ("memslot", 1),
     ("fork-read", 1),
     ("migrate", 1),
+    ("race", 1),
 ];
 
 /// Swarm testing (Groce et al., ISSTA 2012): each sequence draws from a
@@ -263,6 +301,11 @@ pub fn generate(rng: &mut Rng, pages: u8, vcpus: u8, len: usize) -> Vec<Step> {
                 "memslot" => Step::MemslotAdd,
                 "fork-read" => Step::ForkRead { page },
                 "migrate" => Step::Migrate { page },
+                "race" => Step::Race {
+                    page,
+                    vcpu,
+                    commands: RACE_COMMANDS,
+                },
                 _ => Step::Convert { page },
             }
         })
@@ -285,7 +328,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string().split(' ').next().unwrap().to_string())
             .collect();
-        assert_eq!(kinds.len(), 19, "{kinds:?}");
+        assert_eq!(kinds.len(), 20, "{kinds:?}");
     }
 
     #[test]
@@ -297,7 +340,7 @@ mod tests {
                     .iter()
                     .map(std::mem::discriminant)
                     .collect();
-                kinds.len() < 14
+                kinds.len() < 15
             })
             .count();
         assert!(
