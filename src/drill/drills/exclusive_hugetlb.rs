@@ -113,6 +113,13 @@ pub fn probe() -> i32 {
 
 pub fn run(_ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
     let mut v = Verdict::default();
+    attempt(&mut v)?;
+    Ok((v, Timeline::default()))
+}
+
+/// One make-exclusive attempt on a hugetlb page, in the probe child, judged
+/// into `v` (also a step of `drill fuzz`).
+pub fn attempt(v: &mut Verdict) -> DrillResult<()> {
     if !std::path::Path::new(PARAM).exists() {
         return Err(DrillError::Host(format!(
             "{PARAM} is missing: the loaded helper module has no hugetlb test mode"
@@ -183,8 +190,8 @@ pub fn run(_ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
                 false,
                 format!("make-exclusive on a hugetlb page gave no answer in {} s: the kernel took the hugetlb folio (it must refuse it with EOPNOTSUPP)", ANSWER_WITHIN.as_secs()),
             );
-            taint_check(&mut v);
-            return Ok((v, Timeline::default()));
+            taint_check(v);
+            return Ok(());
         }
     };
     if !status.success() {
@@ -193,8 +200,8 @@ pub fn run(_ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
             false,
             format!("the probe died ({status}) while making a hugetlb page exclusive: the kernel took the hugetlb folio"),
         );
-        taint_check(&mut v);
-        return Ok((v, Timeline::default()));
+        taint_check(v);
+        return Ok(());
     }
     let mut out = String::new();
     if let Some(mut o) = child.stdout.take() {
@@ -233,6 +240,6 @@ pub fn run(_ctx: &Ctx) -> DrillResult<(Verdict, Timeline)> {
         bad == "0",
         format!("{bad} pages of the hugetlb mapping lost their value"),
     );
-    taint_check(&mut v);
-    Ok((v, Timeline::default()))
+    taint_check(v);
+    Ok(())
 }

@@ -5,7 +5,7 @@ mod exclusive_basic;
 mod exclusive_cow;
 mod exclusive_dirty_log;
 mod exclusive_dontneed;
-mod exclusive_hugetlb;
+pub(crate) mod exclusive_hugetlb;
 mod exclusive_large_folio;
 mod exclusive_memslot_delete;
 pub(crate) mod exclusive_migrate;

@@ -25,6 +25,7 @@ use model::{Expect, Migration, Model};
 use step::{generate, Rng, Step, RACE_LOOPS};
 
 use crate::drill::device::{DeviceError, ExclusiveDevice, Held};
+use crate::drill::drills::exclusive_hugetlb;
 use crate::drill::exclusive::{convert, pages, whole_folio_conversion};
 use crate::drill::guest::{page_gpa, Op};
 use crate::drill::hostmm::{
@@ -484,6 +485,18 @@ fn exec(
         }
         Step::Race { vcpu, commands, .. } => {
             race(s, dev, vcpu as usize, page, commands, want.unwrap_or(0))?
+        }
+        Step::HugetlbConvert => {
+            let mut v = Verdict::default();
+            match exclusive_hugetlb::attempt(&mut v) {
+                // No hugetlb page here: nothing to judge.
+                Err(DrillError::Skip(_)) => None,
+                Err(e) => return Err(e),
+                Ok(()) => v
+                    .failures()
+                    .next()
+                    .map(|c| (c.name.clone(), c.detail.clone())),
+            }
         }
         Step::Pageout { .. } => {
             // Reclaim skips a folio still in a CPU's LRU batch.

@@ -258,6 +258,8 @@ impl Model {
                 p.pte_writable = false;
                 Expect::Value(p.value)
             }
+            // Another mapping, another process: nothing here changes.
+            Step::HugetlbConvert => Expect::Refused,
             // Fork copies every entry: a device-exclusive one is restored
             // first (its device loses it to the fork's invalidation of the
             // whole range, which `observe` accepts), and every PTE is

@@ -46,6 +46,9 @@ pub enum Step {
     /// increments on the page while the host converts it again and again,
     /// the device reading it twice per hold; then the vCPU reads it.
     Race { page: u8, vcpu: u8, commands: u16 },
+    /// make-exclusive on a page of a private hugetlb mapping, in a child
+    /// process (`drill exclusive-hugetlb`'s probe): the kernel must refuse.
+    HugetlbConvert,
 }
 
 /// Guest commands of a generated race step.
@@ -89,7 +92,10 @@ impl Step {
             | Step::Migrate { page }
             | Step::Race { page, .. } => page,
             // Not about one page; page 0 always exists.
-            Step::ClearSoftDirty | Step::MemslotDelete | Step::MemslotAdd => 0,
+            Step::ClearSoftDirty
+            | Step::MemslotDelete
+            | Step::MemslotAdd
+            | Step::HugetlbConvert => 0,
         }
     }
 }
@@ -115,6 +121,7 @@ impl fmt::Display for Step {
             Step::UffdWp { page, on: false } => write!(f, "uffd-wp-off {page}"),
             Step::MemslotDelete => write!(f, "memslot-delete"),
             Step::MemslotAdd => write!(f, "memslot-add"),
+            Step::HugetlbConvert => write!(f, "hugetlb-convert"),
             Step::ForkRead { page } => write!(f, "fork-read {page}"),
             Step::Migrate { page } => write!(f, "migrate {page}"),
             Step::Race {
@@ -146,6 +153,7 @@ impl std::str::FromStr for Step {
             "clear-soft-dirty" => Some(Step::ClearSoftDirty),
             "memslot-delete" => Some(Step::MemslotDelete),
             "memslot-add" => Some(Step::MemslotAdd),
+            "hugetlb-convert" => Some(Step::HugetlbConvert),
             _ => None,
         };
         if let Some(step) = global {
@@ -222,7 +230,7 @@ impl Rng {
 }
 
 /// The kinds of step the generator draws from, each with its weight.
-const KINDS: [(&str, u64); 17] = [
+const KINDS: [(&str, u64); 18] = [
     ("guest-write", 2),
     ("guest-read", 1),
     ("vmm-write", 1),
@@ -240,6 +248,7 @@ const KINDS: [(&str, u64); 17] = [
     ("fork-read", 1),
     ("migrate", 1),
     ("race", 1),
+    ("hugetlb-convert", 1),
 ];
 
 /// Swarm testing (Groce et al., ISSTA 2012): each sequence draws from a
@@ -301,6 +310,7 @@ pub fn generate(rng: &mut Rng, pages: u8, vcpus: u8, len: usize) -> Vec<Step> {
                 "memslot" => Step::MemslotAdd,
                 "fork-read" => Step::ForkRead { page },
                 "migrate" => Step::Migrate { page },
+                "hugetlb-convert" => Step::HugetlbConvert,
                 "race" => Step::Race {
                     page,
                     vcpu,
@@ -328,7 +338,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string().split(' ').next().unwrap().to_string())
             .collect();
-        assert_eq!(kinds.len(), 20, "{kinds:?}");
+        assert_eq!(kinds.len(), 21, "{kinds:?}");
     }
 
     #[test]
@@ -340,7 +350,7 @@ mod tests {
                     .iter()
                     .map(std::mem::discriminant)
                     .collect();
-                kinds.len() < 15
+                kinds.len() < 16
             })
             .count();
         assert!(
