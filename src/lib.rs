@@ -19,6 +19,7 @@ pub mod notifier_client;
 pub(crate) mod pagemap;
 pub mod payloads;
 pub mod secondary_mmu;
+pub mod size;
 pub(crate) mod smaps;
 pub mod vcpu;
 pub mod vmm;

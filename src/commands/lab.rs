@@ -2,7 +2,7 @@
 
 use super::args::parse_size;
 use super::CmdResult;
-use crate::lab::{cache, kernel, known_bad, matrix, session};
+use crate::lab::{cache, kernel, kernel_cache, known_bad, matrix, session};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -87,6 +87,20 @@ pub enum LabCmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// List the kernels in the cache (size, last use, inputs), most
+    /// recently used first; --prune removes the least recently used until
+    /// the rest fit in --max-size (default: MMUVISOR_CACHE_MAX, else 64G).
+    Cache {
+        /// Cache folder (as for `lab kernel`).
+        #[arg(long, env = "MMUVISOR_CACHE")]
+        cache: Option<PathBuf>,
+        /// Remove the least recently used kernels until the rest fit.
+        #[arg(long)]
+        prune: bool,
+        /// The bound for --prune (a size: 20G).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "prune")]
+        max_size: Option<u64>,
+    },
     /// The kill matrix: run the drills on the stock kernel and on every
     /// known-bad fixture kernel (resources/kernels/patches/known-bad/),
     /// print drills x kernels; fails unless each fixture is caught by the
@@ -116,6 +130,45 @@ pub enum LabCmd {
 
 pub fn exec(cmd: LabCmd) -> CmdResult {
     match cmd {
+        LabCmd::Cache {
+            cache: dir,
+            prune,
+            max_size,
+        } => {
+            let dir = cache::cache_dir(dir.as_ref())?;
+            if prune {
+                let max = match max_size {
+                    Some(m) => m,
+                    None => kernel_cache::max_from_env()?.unwrap_or(u64::MAX),
+                };
+                for e in kernel_cache::prune(&dir, max, &[])? {
+                    println!("removed {} ({})", e.dir.display(), gib(e.bytes));
+                }
+            }
+            let all = kernel_cache::entries(&dir)?;
+            let now = std::time::SystemTime::now();
+            println!("{:>9}  {:>10}  kernel (inputs)", "size", "last used");
+            for e in &all {
+                let ago = now.duration_since(e.last_used).unwrap_or_default();
+                println!(
+                    "{:>9}  {:>10}  {}{} ({})",
+                    gib(e.bytes),
+                    format!("{} ago", ago_text(ago)),
+                    e.dir
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                    if e.complete { "" } else { " [unfinished]" },
+                    e.inputs
+                );
+            }
+            println!(
+                "{} kernels, {} in {}",
+                all.len(),
+                gib(all.iter().map(|e| e.bytes).sum()),
+                dir.join("kernels").display()
+            );
+            Ok(0)
+        }
         LabCmd::KnownBad {
             version,
             only,
@@ -201,5 +254,19 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 Err(e) => Err(e.into()),
             }
         }
+    }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn ago_text(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
     }
 }

@@ -2,7 +2,7 @@
 //! resources/kernels/build-lab-kernel.sh and cached by its inputs, or from a
 //! developer's own tree (`--tree`) by build-tree-kernel.sh, out of tree.
 
-use super::{embedded, scripts, LabError};
+use super::{embedded, kernel_cache, scripts, LabError};
 use std::path::{Path, PathBuf};
 
 /// What to build.
@@ -121,7 +121,27 @@ pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
         args.push(patch.display().to_string());
     }
     let dir = scripts::run_for_value(&dir.join("build-lab-kernel.sh"), &args, "KERNEL_DIR")?;
+    used(cache, &dir)?;
     Ok(LabKernel { dir })
+}
+
+/// Records the use of the kernel in `dir` and keeps the cache within its
+/// bound (`MMUVISOR_CACHE_MAX`), removing the least recently used others.
+fn used(cache: &Path, dir: &Path) -> Result<(), LabError> {
+    kernel_cache::touch(dir);
+    let Some(max) = kernel_cache::max_from_env()? else {
+        return Ok(());
+    };
+    for e in kernel_cache::prune(cache, max, &[dir.to_path_buf()])? {
+        eprintln!(
+            "[lab kernel] cache over {} GiB ({}): removed the least recently used {} ({:.1} GiB)",
+            max >> 30,
+            kernel_cache::MAX_ENV,
+            e.dir.display(),
+            e.bytes as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
 }
 
 /// Builds a developer's tree out of tree (build-tree-kernel.sh).
@@ -152,5 +172,6 @@ fn ensure_tree(
     ];
     let script = scripts_dir.join("build-tree-kernel.sh");
     let dir = scripts::run_for_value(&script, &args, "KERNEL_DIR")?;
+    used(cache, &dir)?;
     Ok(LabKernel { dir })
 }

@@ -9,6 +9,7 @@ pub mod cpio;
 pub mod embedded;
 pub mod initramfs;
 pub mod kernel;
+pub mod kernel_cache;
 pub mod kmod;
 pub mod known_bad;
 pub mod matrix;
