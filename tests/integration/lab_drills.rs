@@ -169,11 +169,11 @@ fn lab_exclusive_thp_catches_the_unfixed_range_module_on_6_12() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-/// `drill fuzz` without being told the fixture: on 0005 (a restored PTE
-/// writable in a read-only VMA) seed 1 fails `read-only-respected`, shrinks
-/// the sequence and writes a replay file into the current folder; the
-/// replay fails again on 0005 and passes on the stock kernel, where a short
-/// random run is green too.
+/// `drill fuzz` without being told the fixture: on 0013 (KVM keeps the
+/// SPTEs of a deleted memslot) seed 1 fails, shrinks the sequence to a few
+/// steps around a memslot deletion and writes a replay file into the
+/// current folder; the replay fails the same check again on 0013 and passes
+/// on the stock kernel, where a short random run is green too.
 #[test]
 #[cfg_attr(
     not(mmuvisor_lab_tests),
@@ -187,7 +187,7 @@ fn lab_fuzz_catches_a_fixture_blind_and_its_replay_fails_again() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let patch = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("resources/kernels/patches/known-bad/0005-mm-memory-restore-exclusive-pte-ignores-vma-perms.patch");
+        .join("resources/kernels/patches/known-bad/0013-kvm-mmu-memslot-delete-keeps-sptes.patch");
     let lab = |patch: Option<&PathBuf>, cmd: &str| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mmuvisor"));
         c.current_dir(&dir)
@@ -205,14 +205,16 @@ fn lab_fuzz_catches_a_fixture_blind_and_its_replay_fails_again() {
         (out.status.code(), text)
     };
     let (code, text) = lab(Some(&patch), "mmuvisor drill fuzz --seed 1 --time 120");
-    assert_eq!(code, Some(1), "fuzz did not fail on 0005");
-    assert!(
-        text.contains("read-only-respected"),
-        "not caught by read-only-respected"
-    );
+    assert_eq!(code, Some(1), "fuzz did not fail on 0013");
+    let check = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# fuzz: "))
+        .and_then(|l| l.split(':').next())
+        .expect("no failed check named")
+        .to_string();
     let replay = dir.join("fuzz-seed1.replay");
     let steps = std::fs::read_to_string(&replay).expect("no replay file in the current folder");
-    assert!(steps.contains("protect-ro"), "{steps}");
+    assert!(steps.contains("memslot-delete"), "{steps}");
     assert!(
         steps.lines().filter(|l| !l.starts_with('#')).count() <= 8,
         "not shrunk: {steps}"
@@ -221,8 +223,11 @@ fn lab_fuzz_catches_a_fixture_blind_and_its_replay_fails_again() {
         Some(&patch),
         "mmuvisor drill fuzz --replay fuzz-seed1.replay",
     );
-    assert_eq!(code, Some(1), "the replay passed on 0005");
-    assert!(text.contains("read-only-respected"));
+    assert_eq!(code, Some(1), "the replay passed on 0013");
+    assert!(
+        text.contains(&format!("# fuzz: {check}: ")),
+        "the replay did not fail {check} again"
+    );
     let (code, _) = lab(
         None,
         "mmuvisor drill fuzz --replay fuzz-seed1.replay && mmuvisor drill fuzz --seed 3 --time 20",
