@@ -142,7 +142,11 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                     None => kernel_cache::max_from_env()?.unwrap_or(u64::MAX),
                 };
                 for e in kernel_cache::prune(&dir, max, &[])? {
-                    println!("removed {} ({})", e.dir.display(), gib(e.bytes));
+                    println!(
+                        "removed {} ({})",
+                        e.dir.display(),
+                        kernel_cache::gib(e.bytes)
+                    );
                 }
             }
             let all = kernel_cache::entries(&dir)?;
@@ -152,7 +156,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
                 let ago = now.duration_since(e.last_used).unwrap_or_default();
                 println!(
                     "{:>9}  {:>10}  {}{} ({})",
-                    gib(e.bytes),
+                    kernel_cache::gib(e.bytes),
                     format!("{} ago", ago_text(ago)),
                     e.dir
                         .file_name()
@@ -164,7 +168,7 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
             println!(
                 "{} kernels, {} in {}",
                 all.len(),
-                gib(all.iter().map(|e| e.bytes).sum()),
+                kernel_cache::gib(all.iter().map(|e| e.bytes).sum()),
                 dir.join("kernels").display()
             );
             Ok(0)
@@ -255,10 +259,6 @@ pub fn exec(cmd: LabCmd) -> CmdResult {
             }
         }
     }
-}
-
-fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 fn ago_text(d: Duration) -> String {

@@ -134,11 +134,11 @@ fn used(cache: &Path, dir: &Path) -> Result<(), LabError> {
     };
     for e in kernel_cache::prune(cache, max, &[dir.to_path_buf()])? {
         eprintln!(
-            "[lab kernel] cache over {} GiB ({}): removed the least recently used {} ({:.1} GiB)",
-            max >> 30,
+            "[lab kernel] cache over {} ({}): removed the least recently used {} ({})",
+            kernel_cache::gib(max),
             kernel_cache::MAX_ENV,
             e.dir.display(),
-            e.bytes as f64 / (1u64 << 30) as f64
+            kernel_cache::gib(e.bytes)
         );
     }
     Ok(())

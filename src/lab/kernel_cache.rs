@@ -33,6 +33,11 @@ pub struct Entry {
     pub inputs: String,
 }
 
+/// A size in GiB, one decimal ("1.7 GiB").
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
 /// Records that the kernel in `dir` was just used.
 pub fn touch(dir: &Path) {
     let _ = std::fs::write(dir.join(USED), b"");

@@ -259,16 +259,18 @@ fn held_reclaim(
     // MADV_COLD deactivates it while it is still mapped (the walk skips
     // non-present entries); the drain in front puts it on the LRU first
     // (MADV_COLD skips a folio in a per-CPU batch: 4 errors in 150 without).
-    let mut cold = 0;
+    let folio_flags = |pm: PagemapEntry| {
+        frame_of(pm).map_or("?".into(), |pfn| {
+            kpageflags(pfn).map_or_else(|e| e.to_string(), describe_kpageflags)
+        })
+    };
+    let mut cold = String::new();
     let mut od = write_prepare_convert(s, dev, d, value, "page D: ", |s| {
         drain_lru_batches();
         s.madvise(d, 1, libc::MADV_COLD)
             .map_err(host_err("madvise(MADV_COLD) page D"))?;
         drain_lru_batches();
-        cold = s
-            .pagemap(d)?
-            .pfn()
-            .map_or(0, |pfn| kpageflags(pfn).unwrap_or(0));
+        cold = folio_flags(s.pagemap(d)?);
         Ok(())
     })?;
     device_work(s, dev, iterations.max(1), &mut od)?;
@@ -285,8 +287,8 @@ fn held_reclaim(
         let why = format!(
             "page D: memory.reclaim did not reclaim the held page in {TRIES} tries: pagemap says {}; its folio's flags: {} (after MADV_COLD: {}); the cgroup's memory.stat: {}; swap: {}",
             pm.describe(),
-            frame_of(pm).map_or("?".into(), |pfn| kpageflags(pfn).map_or_else(|e| e.to_string(), describe_kpageflags)),
-            describe_kpageflags(cold),
+            folio_flags(pm),
+            cold,
             ["anon", "active_anon", "inactive_anon", "pgscan", "pgsteal", "swapcache"]
                 .iter()
                 .map(|k| format!("{k} {}", memcg.stat(k).map_or("?".into(), |v| v.to_string())))

@@ -29,8 +29,8 @@ use crate::drill::drills::exclusive_hugetlb;
 use crate::drill::exclusive::{convert, pages, whole_folio_conversion};
 use crate::drill::guest::{page_gpa, Op};
 use crate::drill::hostmm::{
-    drain_lru_batches, guarded_write, move_pages, numa_nodes, thread_minor_faults, ForkedReader,
-    UffdWp,
+    clear_soft_dirty, drain_lru_batches, guarded_write, move_pages, numa_nodes,
+    thread_minor_faults, ForkedReader, UffdWp,
 };
 use crate::drill::report::timeline::Timeline;
 use crate::drill::session::{host_err, DrillError, DrillResult, GuestSpec, Session, TraceMode};
@@ -429,8 +429,7 @@ fn exec(
             None
         }
         Step::ClearSoftDirty => {
-            std::fs::write("/proc/self/clear_refs", "4")
-                .map_err(|e| DrillError::Host(format!("clear_refs: {e}")))?;
+            clear_soft_dirty().map_err(host_err("clear_refs"))?;
             None
         }
         Step::UffdWp { page: p, on } => {
