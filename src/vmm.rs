@@ -95,6 +95,8 @@ pub enum VmmError {
     Ended,
     #[error("vCPU {0} is not waiting for a reply")]
     NoSuchVcpu(usize),
+    #[error("vCPU {vcpus:?} did not leave KVM_RUN within {secs} s of the stop (the host kernel did not deliver the kick)")]
+    Stuck { vcpus: Vec<usize>, secs: u64 },
 }
 
 type Result<T> = std::result::Result<T, VmmError>;

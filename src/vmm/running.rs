@@ -12,6 +12,9 @@ use crate::devices::serial::{SerialDevice, SerialInput};
 use crate::exit_code;
 use crate::vcpu::{GuestEvent, GuestEventKind, VcpuMsg, VcpuShared};
 
+/// How long vCPU threads get to leave KVM_RUN once the VM is stopping.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Whether stdin is something to feed the guest: a terminal, pipe or socket
 /// (not /dev/null, a regular file, or closed).
 pub(super) fn stdin_is_input() -> bool {
@@ -214,7 +217,24 @@ impl RunningVm {
     /// and returns the outcome. Call `stop` first to end a guest that would
     /// run on.
     pub fn wait(mut self) -> Result<Outcome> {
+        let mut stopping_since: Option<Instant> = None;
         while !self.all_exited() {
+            if self.shared.stopping() {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= STOP_GRACE {
+                    let vcpus = (0..self.exited.len())
+                        .filter(|&i| !self.exited[i])
+                        .collect();
+                    return Err(VmmError::Stuck {
+                        vcpus,
+                        secs: STOP_GRACE.as_secs(),
+                    });
+                }
+                // A kick that came between a vCPU's check of the stop flag
+                // and its KVM_RUN is not lost (immediate_exit), but kick
+                // again anyway: it costs nothing and covers any other gap.
+                self.shared.request_stop();
+            }
             match self.rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(VcpuMsg::Event(ev)) => {
                     self.observe(&ev);
@@ -245,10 +265,25 @@ impl RunningVm {
         }))
     }
 
+    /// Stops the vCPU threads and joins them; a thread still in KVM_RUN
+    /// after [`STOP_GRACE`] is left behind (the process exit ends it)
+    /// rather than hanging the VMM.
     fn finish(&mut self) {
         self.shared.request_stop();
+        let deadline = Instant::now() + STOP_GRACE;
+        while self.handles.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            self.shared.request_stop();
+        }
         for h in self.handles.drain(..) {
-            let _ = h.join();
+            if h.is_finished() {
+                let _ = h.join();
+            } else {
+                log::warn!(
+                    "a vCPU thread did not stop within {} s: left behind",
+                    STOP_GRACE.as_secs()
+                );
+            }
         }
         if let Some(h) = self.stdin_thread.take() {
             let _ = h.join();
