@@ -175,7 +175,7 @@ pub fn setup(
     }
     let cache = cache::cache_dir(cache_dir)?;
     let name = format!("host-{release}");
-    let ko = kmod::build_against(&cache, &kdir, &name, kdir.to_string_lossy().as_bytes())?;
+    let ko = kmod::build_against(&cache, &kdir, &name, kdir.to_string_lossy().as_bytes(), &[])?;
     if load && !Path::new(DEVICE_PATH).exists() {
         load_module(&ko).map_err(|e| HostError::Load(ko.clone(), e))?;
     }

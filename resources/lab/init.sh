@@ -11,6 +11,11 @@ mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
+# A stock kernel's own modules (virtio-mmio and 9p for the shares, kvm), in
+# their dependency order; a built lab kernel has them built in.
+for m in /lab/boot-modules/*.ko; do
+	[ -e "$m" ] && { insmod "$m" || echo "[lab] insmod $m failed"; }
+done
 opts=trans=virtio,version=9p2000.L,msize=524288,cache=loose
 # The output share writes through (no cache): what the command wrote before
 # a kernel crash reaches the host.

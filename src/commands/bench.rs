@@ -47,12 +47,7 @@ pub enum BenchCmd {
 fn lab(kernel: &KernelArgs, command: Vec<String>) -> session::LabRun {
     session::LabRun {
         cache: kernel.cache.clone(),
-        kernel: kernel::KernelSpec {
-            version: kernel.version.clone(),
-            flavour: kernel.flavour.as_str().to_string(),
-            patches: kernel.patches.clone(),
-            tree: kernel.tree.clone(),
-        },
+        kernel: kernel.spec(),
         mem_mib: 2048,
         cpus: crate::lab::qemu::default_cpus(),
         timeout: Duration::from_secs(900),
@@ -78,12 +73,7 @@ pub fn exec(cmd: BenchCmd) -> CmdResult {
         )?),
         BenchCmd::KernelBuild(args) => {
             let cache = cache::cache_dir(args.cache.as_ref())?;
-            let spec = kernel::KernelSpec {
-                version: args.version,
-                flavour: args.flavour.as_str().to_string(),
-                patches: args.patches,
-                tree: args.tree,
-            };
+            let spec = args.spec();
             let start = Instant::now();
             let built = kernel::ensure(&cache, &spec)?;
             let now = start.elapsed().as_secs_f64();

@@ -24,6 +24,15 @@ pub struct KernelArgs {
     /// Kernel flavour: default, or debug (DEBUG_VM, lockdep, KASAN, memcg).
     #[arg(long, value_enum, default_value_t = Flavour::Default)]
     pub flavour: Flavour,
+    /// Debian's own prebuilt kernel of --version (linux-image from its
+    /// suite, with that kernel's modules and headers) instead of one the lab
+    /// builds: nothing is compiled but the helper module.
+    #[arg(long, conflicts_with_all = ["tree", "patches"])]
+    pub stock: bool,
+    /// Debian flavour of the stock kernel: amd64, cloud, or rt (PREEMPT_RT);
+    /// implies --stock.
+    #[arg(long, value_name = "FLAVOUR", value_parser = ["amd64", "cloud", "rt"], conflicts_with_all = ["tree", "patches"])]
+    pub stock_flavour: Option<String>,
     /// Cache folder (default: $XDG_CACHE_HOME/mmuvisor or ~/.cache/mmuvisor).
     #[arg(long, env = "MMUVISOR_CACHE")]
     pub cache: Option<PathBuf>,
@@ -48,12 +57,18 @@ impl Flavour {
 }
 
 impl KernelArgs {
-    fn spec(&self) -> kernel::KernelSpec {
+    pub fn spec(&self) -> kernel::KernelSpec {
+        let stock = match (&self.stock_flavour, self.stock) {
+            (Some(f), _) => Some(f.clone()),
+            (None, true) => Some("amd64".to_string()),
+            (None, false) => None,
+        };
         kernel::KernelSpec {
             version: self.version.clone(),
             flavour: self.flavour.as_str().to_string(),
             patches: self.patches.clone(),
             tree: self.tree.clone(),
+            stock,
         }
     }
 }

@@ -551,6 +551,13 @@ pub fn ballast_on_node(len: usize, node: i32) -> io::Result<crate::host_mapping:
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    // Small pages: they come from the per-CPU lists first, which hold the
+    // frame a page moved off a node last freed. With THP on "always" (as in
+    // Debian's kernels) the ballast would take 2 MiB pages from the buddy
+    // allocator only, and the next page moved there would land on that
+    // same frame again, at the top of the node, where the node's own
+    // allocations keep its memory block from going offline.
+    m.madvise(0, len, libc::MADV_NOHUGEPAGE)?;
     for off in (0..len).step_by(4096) {
         // SAFETY: off < len, inside the writable mapping.
         unsafe { std::ptr::write_volatile(m.as_ptr().add(off), 1) };

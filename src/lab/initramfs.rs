@@ -42,6 +42,10 @@ pub fn shared_libraries(exe: &Path) -> Result<Vec<PathBuf>, LabError> {
 pub struct LabImage<'a> {
     pub busybox: &'a Path,
     pub mmuvisor: &'a Path,
+    /// The kernel's own modules, loaded in this order before the shares
+    /// are mounted (a stock kernel's 9p, virtio-mmio, kvm).
+    pub boot_modules: Vec<PathBuf>,
+    /// Modules loaded once the shares are up (the helper module).
     pub modules: Vec<PathBuf>,
     pub guest_kernel: &'a Path,
     pub guest_initrd: &'a [u8],
@@ -86,18 +90,24 @@ pub fn lab_image(img: &LabImage) -> Result<Vec<u8>, LabError> {
         let at = lib.display().to_string();
         add_file(&mut w, &mut seen, &at, 0o755, &read(&lib)?);
     }
-    for module in &img.modules {
-        let name = module
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        add_file(
-            &mut w,
-            &mut seen,
-            &format!("/lab/modules/{name}"),
-            0o644,
-            &read(module)?,
-        );
+    let folders = [
+        ("boot-modules", &img.boot_modules),
+        ("modules", &img.modules),
+    ];
+    for (folder, modules) in folders {
+        for module in modules {
+            let name = module
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            add_file(
+                &mut w,
+                &mut seen,
+                &format!("/lab/{folder}/{name}"),
+                0o644,
+                &read(module)?,
+            );
+        }
     }
     add_file(
         &mut w,

@@ -1,6 +1,7 @@
 //! The lab kernel: built from Debian's linux-source-V by
 //! resources/kernels/build-lab-kernel.sh and cached by its inputs, or from a
-//! developer's own tree (`--tree`) by build-tree-kernel.sh, out of tree.
+//! developer's own tree (`--tree`) by build-tree-kernel.sh, out of tree;
+//! or Debian's prebuilt kernel (`--stock`), fetched by fetch-stock-kernel.sh.
 
 use super::{embedded, kernel_cache, scripts, LabError};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,9 @@ pub struct KernelSpec {
     /// A developer's own source tree, built out of tree instead of Debian's
     /// source (`version` is then unused).
     pub tree: Option<PathBuf>,
+    /// Debian's prebuilt kernel of that flavour (amd64, cloud, rt) instead
+    /// of a build (fetch-stock-kernel.sh).
+    pub stock: Option<String>,
 }
 
 /// A built lab kernel in the cache.
@@ -57,6 +61,34 @@ impl LabKernel {
         std::fs::read_to_string(self.build_tree().join(".config"))
             .is_ok_and(|c| c.lines().any(|l| l == set))
     }
+    /// Debian's prebuilt kernel: "PACKAGE VERSION UNAME"; None for a build.
+    pub fn stock(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("stock"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+    /// The kernel's own modules the lab loads before anything else, in
+    /// order (a stock kernel's kvm, virtio-mmio, 9p, loop; none for a build,
+    /// which has them built in).
+    pub fn boot_modules(&self) -> Vec<PathBuf> {
+        let mut mods: Vec<PathBuf> = std::fs::read_dir(self.dir.join("boot-modules"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        mods.sort();
+        mods
+    }
+    /// Extra `make` arguments for out-of-tree modules (a stock kernel built
+    /// with a compiler this machine lacks: the stand-in compiler).
+    pub fn make_args(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("make-args"))
+            .map(|s| {
+                s.lines()
+                    .map(str::to_string)
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
     /// Seconds the from-scratch (or incremental) build took, as recorded.
     pub fn build_seconds(&self) -> Option<u64> {
         std::fs::read_to_string(self.dir.join("build-seconds"))
@@ -80,6 +112,15 @@ pub fn project_patches(cache: &Path) -> Result<Vec<PathBuf>, LabError> {
 
 /// Builds the kernel, or finds it in the cache.
 pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
+    if let Some(f) = spec
+        .stock
+        .as_deref()
+        .filter(|f| !matches!(*f, "amd64" | "cloud" | "rt"))
+    {
+        return Err(LabError::Invalid(format!(
+            "unknown stock flavour '{f}' (amd64, cloud, rt)"
+        )));
+    }
     if !matches!(spec.flavour.as_str(), "default" | "debug") {
         return Err(LabError::Invalid(format!(
             "unknown kernel flavour '{}' (default, debug)",
@@ -105,6 +146,9 @@ pub fn ensure(cache: &Path, spec: &KernelSpec) -> Result<LabKernel, LabError> {
         super::require_tool(tool, package)?;
     }
     let dir = scripts::materialize(cache)?;
+    if let Some(flavour) = &spec.stock {
+        return ensure_stock(&dir, cache, flavour, spec);
+    }
     if let Some(tree) = &spec.tree {
         return ensure_tree(&dir, cache, tree, spec);
     }
@@ -142,6 +186,41 @@ fn used(cache: &Path, dir: &Path) -> Result<(), LabError> {
         );
     }
     Ok(())
+}
+
+/// Fetches Debian's prebuilt kernel (fetch-stock-kernel.sh).
+fn ensure_stock(
+    scripts_dir: &Path,
+    cache: &Path,
+    flavour: &str,
+    spec: &KernelSpec,
+) -> Result<LabKernel, LabError> {
+    let clash = if !spec.patches.is_empty() {
+        Some("--patch")
+    } else if spec.tree.is_some() {
+        Some("--tree")
+    } else if spec.flavour != "default" {
+        Some("--flavour debug")
+    } else {
+        None
+    };
+    if let Some(what) = clash {
+        return Err(LabError::Invalid(format!(
+            "{what} needs a kernel the lab builds: it does not combine with --stock (Debian's prebuilt kernel)"
+        )));
+    }
+    let args = [
+        "--cache".to_string(),
+        cache.display().to_string(),
+        "--version".to_string(),
+        spec.version.clone(),
+        "--flavour".to_string(),
+        flavour.to_string(),
+    ];
+    let script = scripts_dir.join("fetch-stock-kernel.sh");
+    let dir = scripts::run_for_value(&script, &args, "KERNEL_DIR")?;
+    used(cache, &dir)?;
+    Ok(LabKernel { dir })
 }
 
 /// Builds a developer's tree out of tree (build-tree-kernel.sh).

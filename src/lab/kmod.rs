@@ -75,16 +75,24 @@ pub fn ensure(cache: &Path, kernel: &LabKernel) -> Result<PathBuf, LabError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    build_against(cache, &kernel.build_tree(), &kname, &state)
+    build_against(
+        cache,
+        &kernel.build_tree(),
+        &kname,
+        &state,
+        &kernel.make_args(),
+    )
 }
 
 /// Builds mmuvisor.ko against the kernel build tree `kdir` (or finds it in
-/// the cache, keyed by `name`, `state` and the module's sources).
+/// the cache, keyed by `name`, `state` and the module's sources), with
+/// `make_args` added to make's command line.
 pub fn build_against(
     cache: &Path,
     kdir: &Path,
     name: &str,
     state: &[u8],
+    make_args: &[String],
 ) -> Result<PathBuf, LabError> {
     let src = source_dir(cache)?;
     let mut hasher = StableHash::new();
@@ -106,6 +114,7 @@ pub fn build_against(
         .arg("-C")
         .arg(kdir)
         .arg(format!("M={}", build.display()))
+        .args(make_args)
         .arg("modules")
         .output()
         .map_err(|e| LabError::io("cannot run make for", &build, e))?;

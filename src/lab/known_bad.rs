@@ -206,6 +206,7 @@ fn run_column(req: &MatrixRun, fixture: Option<Fixture>) -> Result<Column, LabEr
             flavour: req.flavour.clone(),
             patches: fixture.iter().map(|f| f.path.clone()).collect(),
             tree: None,
+            stock: None,
         },
         mem_mib: req.mem_mib,
         cpus: req.cpus,

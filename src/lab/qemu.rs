@@ -29,6 +29,10 @@ pub struct LabVm {
     /// Copy the console to stderr instead of stdout (the caller's stdout
     /// carries its own report).
     pub console_to_stderr: bool,
+    /// ACPI tables for the kernel: how a stock kernel finds the virtio-mmio
+    /// devices (Debian's kernels lack VIRTIO_MMIO_CMDLINE_DEVICES); the
+    /// built lab kernel has no ACPI and reads them from its command line.
+    pub acpi: bool,
 }
 
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
@@ -238,7 +242,8 @@ pub fn run(vm: &LabVm) -> Result<i32, LabError> {
     // go first and the kernel allocates nothing it cannot move, so a memory
     // block there can go offline (exclusive-migrate migrates a held page
     // that way); in the other zones a kernel page in the block refuses it.
-    cmd.args(["-M", "microvm,acpi=off,x-option-roms=off"])
+    let acpi = if vm.acpi { "on" } else { "off" };
+    cmd.args(["-M", &format!("microvm,acpi={acpi},x-option-roms=off")])
         .args(["-m", &vm.mem_mib.to_string(), "-smp", &vm.cpus.to_string()])
         .args([
             "-nodefaults",

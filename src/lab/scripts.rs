@@ -15,6 +15,10 @@ const FILES: super::embedded::Files = &[
         include_str!("../../resources/kernels/apt-private.sh"),
     ),
     (
+        "fetch-stock-kernel.sh",
+        include_str!("../../resources/kernels/fetch-stock-kernel.sh"),
+    ),
+    (
         "build-tree-kernel.sh",
         include_str!("../../resources/kernels/build-tree-kernel.sh"),
     ),

@@ -29,10 +29,41 @@ pub const APPEND_ENV: &str = "MMUVISOR_LAB_APPEND";
 /// Tells commands in the lab whether the host's stdout is a terminal.
 pub const STDOUT_TTY_ENV: &str = "MMUVISOR_STDOUT_TTY";
 
+/// Tells commands in the lab which kernel the lab booted (reports name
+/// it beside `uname -r`): "Debian PACKAGE VERSION" or "built NAME".
+pub const KERNEL_ENV: &str = "MMUVISOR_LAB_KERNEL";
+
+/// The lab kernel in words, for [`KERNEL_ENV`].
+fn kernel_words(kernel: &kernel::LabKernel) -> String {
+    match kernel.stock() {
+        Some(s) => {
+            let mut w = s.split_whitespace();
+            let (pkg, ver) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+            format!("Debian {pkg} {ver}")
+        }
+        None => format!(
+            "built {}",
+            kernel
+                .dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ),
+    }
+}
+
 /// Environment lines for the command in the lab.
-fn env_script(cwd: Option<&PathBuf>, assets: &assets::Assets, mode: qemu::CpuMode) -> String {
+fn env_script(
+    cwd: Option<&PathBuf>,
+    assets: &assets::Assets,
+    mode: qemu::CpuMode,
+    kernel: &kernel::LabKernel,
+) -> String {
     let q = |s: &str| initramfs::shell_quote(s);
     let mut env = String::new();
+    env.push_str(&format!(
+        "export {KERNEL_ENV}={}\n",
+        q(&kernel_words(kernel))
+    ));
     env.push_str(&format!(
         "export {}={}\n",
         qemu::CPU_MODE_ENV,
@@ -119,11 +150,12 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
     let image = initramfs::lab_image(&initramfs::LabImage {
         busybox: &assets.busybox(),
         mmuvisor: &exe,
+        boot_modules: kernel.boot_modules(),
         modules,
         guest_kernel: &assets.guest_kernel(),
         guest_initrd: &guest_initrd,
         command: format!("exec {command}\n"),
-        env: env_script(cwd.as_ref(), &assets, mode),
+        env: env_script(cwd.as_ref(), &assets, mode, &kernel),
     })?;
     // Removed on drop.
     let prefix = std::env::temp_dir().join("mmuvisor-lab-");
@@ -155,6 +187,7 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         .trim()
         .to_string(),
         console_to_stderr: req.console_to_stderr,
+        acpi: kernel.stock().is_some(),
     });
     if let Ok(dest) = std::env::var("MMUVISOR_LAB_DMESG") {
         let _ = std::fs::copy(out_dir.join("dmesg"), dest);

@@ -125,9 +125,15 @@ fn place_in_offlinable_block(s: &mut Session, page: u64, nodes: &[i32]) -> Drill
     const BALLAST: usize = 64 << 20;
     let hva = s.hva(page)?;
     let mut ballast = Vec::new();
-    for attempt in 0..12 {
+    let mut tried = Vec::new();
+    for attempt in 0..=12 {
         let pfn = s.pagemap(page)?.pfn().unwrap_or(0);
         if memory_block_offlinable(pfn) {
+            tried.clear();
+            break;
+        }
+        tried.push(format!("{pfn:#x}"));
+        if attempt == 12 {
             break;
         }
         let node = nodes[attempt % nodes.len()];
@@ -141,6 +147,12 @@ fn place_in_offlinable_block(s: &mut Session, page: u64, nodes: &[i32]) -> Drill
         r.map_err(|e| DrillError::Host(format!("move_pages before the conversion: {e}")))?;
     }
     drop(ballast);
+    if !tried.is_empty() {
+        s.v.note(format!(
+            "the page found no memory block that can go offline (pfns tried: {}): offlining is the fallback if move_pages moves nothing",
+            tried.join(" ")
+        ));
+    }
     for vcpu in 0..s.nr_vcpus() {
         s.step(vcpu, Op::Read, page)?;
     }
