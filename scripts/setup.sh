@@ -5,7 +5,7 @@
 set -euo pipefail
 need=()
 for pair in make:make gcc:gcc flex:flex bison:bison bc:bc xz:xz-utils patch:patch \
-	qemu-system-x86_64:qemu-system-x86 dpkg-deb:dpkg ldd:libc-bin; do
+	qemu-system-x86_64:qemu-system-x86 dpkg-deb:dpkg ldd:libc-bin objdump:binutils; do
 	command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 [ -e /usr/include/libelf.h ] || need+=(libelf-dev)

@@ -14,7 +14,7 @@ mount -t debugfs debugfs /sys/kernel/debug
 # A stock kernel's own modules (virtio-mmio and 9p for the shares, kvm), in
 # their dependency order; a built lab kernel has them built in.
 for m in /lab/boot-modules/*.ko; do
-	[ -e "$m" ] && { insmod "$m" || echo "[lab] insmod $m failed"; }
+	[ -e "$m" ] && { insmod "$m" || echo "[lab] insmod $m failed; the kernel said: $(dmesg | tail -n1 | sed 's/^\[[^]]*\] //')"; }
 done
 opts=trans=virtio,version=9p2000.L,msize=524288,cache=loose
 # The output share writes through (no cache): what the command wrote before

@@ -149,6 +149,7 @@ pub fn exec(args: Args) -> CmdResult {
     let mut out = std::io::stdout();
     if format == Format::Ktap {
         emit(&mut out, &ktap::header(drills.len()));
+        emit(&mut out, &ktap::kernel_line());
     }
     let child = std::env::var_os(runner::CHILD_ENV).is_some();
     let mut reports = Vec::new();

@@ -6,7 +6,7 @@ use crate::lab::{lab_enabled, lab_run, lab_run_kmod};
 use std::path::PathBuf;
 
 /// (name, passed, skipped) for each top-level KTAP result line.
-fn results(ktap: &str) -> Vec<(String, bool, bool)> {
+pub fn results(ktap: &str) -> Vec<(String, bool, bool)> {
     ktap.lines()
         .filter_map(|l| {
             let (ok, rest) = if let Some(r) = l.strip_prefix("not ok ") {

@@ -19,6 +19,7 @@ mod lab_installed;
 mod lab_kmod;
 mod lab_matrix;
 mod lab_poweroff;
+mod lab_stock;
 mod lab_tree;
 mod linux_loader;
 mod payloads;

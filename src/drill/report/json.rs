@@ -33,7 +33,12 @@ fn number(v: f64) -> String {
 }
 
 pub fn render(reports: &[Report]) -> String {
-    let mut s = String::from("{\"drills\":[");
+    let (release, lab) = super::kernel_words();
+    let mut s = format!(
+        "{{\"kernel\":{{\"release\":{},\"lab\":{}}},\"drills\":[",
+        string(&release),
+        lab.as_deref().map_or_else(|| "null".to_string(), string)
+    );
     for (i, r) in reports.iter().enumerate() {
         if i > 0 {
             s.push(',');

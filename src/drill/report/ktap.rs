@@ -35,6 +35,14 @@ pub fn header(n: usize) -> String {
     format!("KTAP version 1\n1..{n}\n")
 }
 
+/// A diagnostic line naming the kernel (after the plan).
+pub fn kernel_line() -> String {
+    match super::kernel_words() {
+        (release, Some(lab)) => format!("# kernel: {release} ({lab})\n"),
+        (release, None) => format!("# kernel: {release}\n"),
+    }
+}
+
 /// Result `n` (1-based): its diagnostic lines, then the result line.
 pub fn result(n: usize, r: &Report) -> String {
     let mut s = String::new();
