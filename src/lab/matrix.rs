@@ -6,6 +6,7 @@
 //! lab ran, no drill is `not ok` or `error` and the command exited 0
 //! (skips are allowed, as in kselftest).
 
+use super::known_issues::{self, KnownIssue};
 use super::{kernel, session, LabError};
 use crate::drill::report::json::string;
 use crate::drill::report::ktap::{self, Parsed, ParsedResult};
@@ -21,6 +22,13 @@ pub struct KernelColumn {
     /// Where the lab did not finish (a kernel crash): the results it
     /// printed before, and the drill it died in as `crash`.
     pub partial: Vec<Parsed>,
+    /// Kernel crashes in drills, each as (drill, "the lab kernel crashed in
+    /// drill D: LINE"); the drill's result is `crash` (or `xfail`).
+    pub crashes: Vec<(String, String)>,
+    /// The kernel's `uname -r`, from the drills' KTAP.
+    pub release: Option<String>,
+    /// Known kernel bugs that turned a cell into `xfail` or `xpass`.
+    pub known: Vec<(KnownIssue, ParsedResult)>,
 }
 
 impl KernelColumn {
@@ -39,13 +47,16 @@ impl KernelColumn {
         };
         let bad: Vec<String> = rs
             .iter()
-            .filter(|r| {
-                matches!(
-                    r.result,
-                    ParsedResult::NotOk | ParsedResult::Error | ParsedResult::Crash
-                )
+            .filter_map(|r| match r.result {
+                ParsedResult::Crash => Some(
+                    self.crashes
+                        .iter()
+                        .find(|(d, _)| *d == r.name)
+                        .map_or_else(|| r.summary(), |(_, why)| why.clone()),
+                ),
+                ParsedResult::NotOk | ParsedResult::Error => Some(r.summary()),
+                _ => None,
             })
-            .map(Parsed::summary)
             .collect();
         match (bad.is_empty(), *status) {
             (true, 0) => None,
@@ -130,13 +141,38 @@ pub fn render(cols: &[KernelColumn]) -> (String, bool) {
             c.failure().unwrap_or_default()
         );
     }
-    let _ = writeln!(
+    let mut known = [0, 0];
+    for c in cols {
+        for (k, result) in &c.known {
+            let word = if *result == ParsedResult::XFail {
+                known[0] += 1;
+                "XFAIL"
+            } else {
+                known[1] += 1;
+                "XPASS"
+            };
+            let _ = writeln!(
+                s,
+                "{:cw$}  {word}: {}: {} ({})",
+                c.label, k.drill, k.reason, k.link
+            );
+        }
+    }
+    let _ = write!(
         s,
         "matrix: {} kernels, {} passed, {} failed",
         cols.len(),
         cols.len() - failed.len(),
         failed.len()
     );
+    if known != [0, 0] {
+        let _ = write!(
+            s,
+            " ({} known kernel bugs seen: xfail, {} expected but not seen: xpass)",
+            known[0], known[1]
+        );
+    }
+    s.push('\n');
     (s, failed.is_empty())
 }
 
@@ -163,13 +199,19 @@ pub fn json(cols: &[KernelColumn]) -> String {
         let rs = c.drills();
         for (j, r) in rs.iter().enumerate() {
             let checks: Vec<String> = r.failed_checks.iter().map(|c| string(c)).collect();
+            let known = c
+                .known
+                .iter()
+                .find(|(k, _)| k.drill == r.name)
+                .map_or_else(|| "null".to_string(), |(k, _)| string(&k.link));
             let _ = write!(
                 s,
-                "{}\n      {{\"name\": {}, \"result\": {}, \"failed_checks\": [{}]}}",
+                "{}\n      {{\"name\": {}, \"result\": {}, \"failed_checks\": [{}], \"known_issue\": {}}}",
                 if j > 0 { "," } else { "" },
                 string(&r.name),
                 string(r.result.word()),
-                checks.join(", ")
+                checks.join(", "),
+                known
             );
         }
         s.push_str(if rs.is_empty() { "]}" } else { "\n    ]}" });
@@ -214,13 +256,42 @@ pub struct MatrixRun {
 /// or boot is a failed column, not the end of the matrix.
 pub fn run(req: &MatrixRun) -> Result<(String, bool), LabError> {
     let mut cols = Vec::new();
+    let issues = known_issues::list();
     for v in &req.versions {
         eprintln!("[matrix] kernel {v}");
-        cols.push(run_one(req, v)?);
+        let mut col = run_one(req, v)?;
+        mark_known(&issues, &mut col);
+        cols.push(col);
     }
     let (text, ok) = render(&cols);
     write_json(&req.json, &json(&cols))?;
     Ok((text, ok))
+}
+
+/// Applies the known-issues list to a column, by the kernel's release
+/// (or, where the drills printed none, the version asked for).
+pub fn mark_known(issues: &[KnownIssue], col: &mut KernelColumn) {
+    let version = col
+        .release
+        .as_deref()
+        .and_then(known_issues::major_minor)
+        .or_else(|| known_issues::major_minor(&col.label));
+    let Some(version) = version else {
+        return;
+    };
+    let results = match &mut col.results {
+        Ok((rs, _)) => &mut rs[..],
+        Err(_) => &mut col.partial[..],
+    };
+    col.known = known_issues::apply(issues, version, results);
+}
+
+/// The kernel release a drill run's KTAP names (`# kernel: RELEASE ...`).
+fn release_of(ktap: &str) -> Option<String> {
+    ktap.lines()
+        .find_map(|l| l.strip_prefix("# kernel: "))
+        .and_then(|r| r.split_whitespace().next())
+        .map(str::to_string)
 }
 
 fn write_json(path: &Path, text: &str) -> Result<(), LabError> {
@@ -236,24 +307,42 @@ const MAX_LABS: usize = 4;
 
 fn run_one(req: &MatrixRun, version: &str) -> Result<KernelColumn, LabError> {
     let mut partial: Vec<Parsed> = Vec::new();
-    let mut crashes = Vec::new();
+    // (drill, why); a crash outside any drill has no drill.
+    let mut crashes: Vec<(Option<String>, String)> = Vec::new();
+    let mut release = None;
+    let column = |results, partial, crashes: &[(Option<String>, String)], release| {
+        let in_drills = crashes
+            .iter()
+            .filter_map(|(d, why): &(Option<String>, String)| {
+                d.as_ref().map(|d| (d.clone(), why.clone()))
+            })
+            .collect();
+        KernelColumn {
+            label: version.to_string(),
+            results,
+            partial,
+            crashes: in_drills,
+            release,
+            known: Vec::new(),
+        }
+    };
+    let whys = |crashes: &[(Option<String>, String)]| {
+        crashes
+            .iter()
+            .map(|(_, w)| w.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     for _ in 0..MAX_LABS {
         let done: Vec<&str> = partial.iter().map(|p| p.name.as_str()).collect();
-        match lab_once(req, version, &done.join(","))? {
+        let (once, named) = lab_once(req, version, &done.join(","))?;
+        release = named.or(release);
+        match once {
             LabOnce::Finished(results) => {
+                // After crashes in drills the last lab ran the rest: the
+                // column has every result, the crashed drills as `crash`.
                 let results = results.map(|(rs, status)| (merge(&partial, rs), status));
-                let results = match (results, crashes.is_empty()) {
-                    (Ok(r), false) => {
-                        partial = r.0;
-                        Err(crashes.join("; "))
-                    }
-                    (r, _) => r,
-                };
-                return Ok(KernelColumn {
-                    label: version.to_string(),
-                    results,
-                    partial,
-                });
+                return Ok(column(results, partial, &crashes, release));
             }
             LabOnce::Crashed {
                 printed,
@@ -263,10 +352,13 @@ fn run_one(req: &MatrixRun, version: &str) -> Result<KernelColumn, LabError> {
                 let before = partial.len();
                 partial = merge(&partial, printed);
                 let Some(running) = running else {
-                    crashes.push(format!("the lab kernel crashed: {line}"));
+                    crashes.push((None, format!("the lab kernel crashed: {line}")));
                     break;
                 };
-                crashes.push(format!("the lab kernel crashed in drill {running}: {line}"));
+                crashes.push((
+                    Some(running.clone()),
+                    format!("the lab kernel crashed in drill {running}: {line}"),
+                ));
                 partial.push(Parsed {
                     name: running,
                     result: ParsedResult::Crash,
@@ -280,11 +372,8 @@ fn run_one(req: &MatrixRun, version: &str) -> Result<KernelColumn, LabError> {
             }
         }
     }
-    Ok(KernelColumn {
-        label: version.to_string(),
-        results: Err(crashes.join("; ")),
-        partial,
-    })
+    let why = whys(&crashes);
+    Ok(column(Err(why), partial, &crashes, release))
 }
 
 /// `earlier` and then the results of a later lab, less the drills it only
@@ -308,7 +397,12 @@ enum LabOnce {
     },
 }
 
-fn lab_once(req: &MatrixRun, version: &str, done: &str) -> Result<LabOnce, LabError> {
+/// One lab, and the kernel release its drills named.
+fn lab_once(
+    req: &MatrixRun,
+    version: &str,
+    done: &str,
+) -> Result<(LabOnce, Option<String>), LabError> {
     let out = std::env::temp_dir().join(format!("mmuvisor-matrix-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let mut command = vec![
@@ -339,7 +433,9 @@ fn lab_once(req: &MatrixRun, version: &str, done: &str) -> Result<LabOnce, LabEr
         console_to_stderr: true,
     };
     let read = |name: &str| std::fs::read_to_string(out.join(name));
-    let r = match session::run(&run) {
+    let ran = session::run(&run);
+    let release = read("stdout").ok().as_deref().and_then(release_of);
+    let r = match ran {
         Ok(status) => LabOnce::Finished(
             read("stdout")
                 .map(|t| (ktap::parse(&t), status))
@@ -357,7 +453,7 @@ fn lab_once(req: &MatrixRun, version: &str, done: &str) -> Result<LabOnce, LabEr
         Err(e) => LabOnce::Finished(Err(e.to_string())),
     };
     let _ = std::fs::remove_dir_all(&out);
-    Ok(r)
+    Ok((r, release))
 }
 
 #[cfg(test)]
@@ -382,6 +478,9 @@ mod tests {
             partial: Vec::new(),
             label: label.into(),
             results,
+            crashes: Vec::new(),
+            release: None,
+            known: Vec::new(),
         }
     }
 
@@ -488,12 +587,20 @@ mod tests {
     #[test]
     fn a_crashed_drill_fails_its_kernel_and_shows_in_the_table() {
         let c = KernelColumn {
-            label: "6.12".into(),
-            results: Err("the lab kernel crashed in drill b: kernel BUG at x".into()),
-            partial: vec![
-                parsed("a", ParsedResult::Ok),
-                parsed("b", ParsedResult::Crash),
-            ],
+            crashes: vec![(
+                "b".into(),
+                "the lab kernel crashed in drill b: kernel BUG at x".into(),
+            )],
+            ..col(
+                "6.12",
+                Ok((
+                    vec![
+                        parsed("a", ParsedResult::Ok),
+                        parsed("b", ParsedResult::Crash),
+                    ],
+                    0,
+                )),
+            )
         };
         let (text, ok) = render(&[c]);
         assert!(!ok);
@@ -503,7 +610,56 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("FAILED: the lab kernel crashed in drill b"),
+            text.contains("FAILED: the lab kernel crashed in drill b: kernel BUG at x"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_known_bug_is_xfail_and_passes_its_kernel_only_in_its_range() {
+        let issues = known_issues::parse("6.1 6.14 b docs/x.md the bug").unwrap();
+        let crashed = |label: &str| KernelColumn {
+            crashes: vec![("b".into(), "the lab kernel crashed in drill b: BUG".into())],
+            release: Some(format!("{label}.9-amd64")),
+            ..col(
+                label,
+                Ok((
+                    vec![
+                        parsed("a", ParsedResult::Ok),
+                        parsed("b", ParsedResult::Crash),
+                    ],
+                    0,
+                )),
+            )
+        };
+        let mut old = crashed("6.12");
+        mark_known(&issues, &mut old);
+        let mut new = crashed("7.2");
+        mark_known(&issues, &mut new);
+        let mut fixed = col("6.1", Ok((vec![parsed("b", ParsedResult::Ok)], 0)));
+        mark_known(&issues, &mut fixed);
+        let (text, ok) = render(&[old.clone(), fixed]);
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("6.12    XFAIL: b: the bug (docs/x.md)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("6.1     XPASS: b: the bug (docs/x.md)"),
+            "{text}"
+        );
+        let b_row = text.lines().find(|l| l.starts_with("b ")).expect("row b");
+        assert_eq!(
+            b_row.split_whitespace().collect::<Vec<_>>(),
+            ["b", "xfail", "xpass"]
+        );
+        assert!(json(&[old]).contains(
+            "\"result\": \"xfail\", \"failed_checks\": [], \"known_issue\": \"docs/x.md\""
+        ));
+        // Outside the range the crash still fails the kernel.
+        let (text, ok) = render(&[new]);
+        assert!(
+            !ok && text.contains("7.2     FAILED: the lab kernel crashed in drill b"),
             "{text}"
         );
     }
@@ -521,7 +677,7 @@ mod tests {
             ),
             "{j}"
         );
-        assert!(j.contains("{\"name\": \"a\", \"result\": \"not ok\", \"failed_checks\": [\"kvm-invalidated\"]}"), "{j}");
+        assert!(j.contains("{\"name\": \"a\", \"result\": \"not ok\", \"failed_checks\": [\"kvm-invalidated\"], \"known_issue\": null}"), "{j}");
         assert!(
             j.contains("\"kernel\": \"6.1\", \"exit_status\": null, \"error\": \"no \\\"lab\\\"\""),
             "{j}"

@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod kernel_cache;
 pub mod kmod;
 pub mod known_bad;
+pub mod known_issues;
 pub mod matrix;
 pub mod qemu;
 pub mod scripts;

@@ -117,9 +117,11 @@ fn lab_matrix_catches_the_large_folio_migration_bug_of_6_12() {
     let _ = std::fs::remove_file(&json);
     let words = |prefix: &str| row(&text, prefix);
     assert!(!err.contains("not the range build"), "{err}");
+    // The kernel crash is seen, and the known-issues list marks it: 6.12
+    // passes with it as xfail (resources/known-issues.txt).
     assert_eq!(
         words("exclusive-large-folio "),
-        ["exclusive-large-folio", "crash", "ok"],
+        ["exclusive-large-folio", "xfail", "ok"],
         "{err}"
     );
     assert_eq!(
@@ -129,14 +131,18 @@ fn lab_matrix_catches_the_large_folio_migration_bug_of_6_12() {
     );
     assert!(
         text.contains(
-            "6.12    FAILED: the lab kernel crashed in drill exclusive-large-folio: kernel BUG at"
-        ),
+            "6.12    XFAIL: exclusive-large-folio: kernel BUG at include/linux/swapops.h"
+        ) && text.contains("(docs/stable-large-folio.md)"),
         "{text}"
     );
-    assert!(err.contains("going on in a fresh lab"), "{err}");
-    assert_eq!(out.status.code(), Some(1));
     assert!(
-        j.contains("\"result\": \"crash\", \"failed_checks\": [\"kernel BUG at"),
+        err.contains("kernel BUG at include/linux/swapops.h"),
+        "{err}"
+    );
+    assert!(err.contains("going on in a fresh lab"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        j.contains("\"result\": \"xfail\", \"failed_checks\": [\"kernel BUG at"),
         "{j}"
     );
 }
@@ -144,7 +150,8 @@ fn lab_matrix_catches_the_large_folio_migration_bug_of_6_12() {
 /// The Debian kernel matrix: 6.1, 6.12 and 7.2 (or the kernels
 /// MMUVISOR_LAB_MATRIX names) each build, boot and give a verdict for every
 /// drill. On the Debian three every cell is `ok` but one known kernel bug:
-/// 6.1 and 6.12 crash in exclusive-large-folio (see
+/// 6.1 and 6.12 crash in exclusive-large-folio, `xfail` by the known-issues
+/// list (see
 /// lab_matrix_catches_the_large_folio_migration_bug_of_6_12), and
 /// exclusive-migrate skips there (a held page cannot migrate before 6.15). With
 /// MMUVISOR_LAB_MATRIX the verdicts are the matrix's report, not this
@@ -216,7 +223,7 @@ fn lab_matrix_every_kernel_runs_every_drill() {
             // the drill says so instead of passing without a migration.
             let cannot_happen = row[0] == "exclusive-migrate" && pre_6_15;
             let want = match (known_bug, cannot_happen) {
-                (true, _) => "crash",
+                (true, _) => "xfail",
                 (_, true) => "skip",
                 _ => "ok",
             };
@@ -225,9 +232,12 @@ fn lab_matrix_every_kernel_runs_every_drill() {
     }
     for k in ["6.1 ", "6.12"] {
         assert!(
-            text.contains(&format!("{k}    FAILED: the lab kernel crashed in drill exclusive-large-folio: kernel BUG at")),
+            text.contains(&format!(
+                "{k}    XFAIL: exclusive-large-folio: kernel BUG at"
+            )),
             "{k}: {text}"
         );
     }
-    assert_eq!(out.status.code(), Some(1));
+    // The known bug is the only failure: the matrix passes.
+    assert_eq!(out.status.code(), Some(0), "{text}");
 }

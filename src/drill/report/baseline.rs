@@ -133,8 +133,8 @@ fn from_ktap(text: &str) -> Vec<DrillRun> {
         .map(|p| DrillRun {
             name: p.name,
             status: match p.result {
-                ParsedResult::Ok => Status::Pass,
-                ParsedResult::NotOk => Status::Fail,
+                ParsedResult::Ok | ParsedResult::XPass => Status::Pass,
+                ParsedResult::NotOk | ParsedResult::XFail => Status::Fail,
                 ParsedResult::Skip => Status::Skip,
                 ParsedResult::Error | ParsedResult::Crash => Status::Error,
             },

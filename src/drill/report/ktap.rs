@@ -117,6 +117,11 @@ pub enum ParsedResult {
     /// Never in KTAP: the kernel crashed while the drill ran (the lab's
     /// matrix reads it from the console).
     Crash,
+    /// A failure the known-issues list expects on this kernel (a matrix
+    /// cell; resources/known-issues.txt).
+    XFail,
+    /// A pass where the known-issues list expects a failure.
+    XPass,
 }
 
 impl Parsed {
@@ -142,6 +147,8 @@ impl ParsedResult {
             ParsedResult::Skip => "skip",
             ParsedResult::Error => "error",
             ParsedResult::Crash => "crash",
+            ParsedResult::XFail => "xfail",
+            ParsedResult::XPass => "xpass",
         }
     }
 }
