@@ -241,3 +241,26 @@ fn lab_matrix_every_kernel_runs_every_drill() {
     // The known bug is the only failure: the matrix passes.
     assert_eq!(out.status.code(), Some(0), "{text}");
 }
+
+/// The newest kernel source Debian has (`--version latest`: experimental's
+/// 7.3~rc7 today) builds with the lab's config and runs a drill, so the
+/// next Kconfig rename (7.3 folded PROC_SYSCTL into SYSCTL) is caught here,
+/// not by a user.
+#[test]
+#[cfg_attr(
+    not(mmuvisor_lab_tests),
+    ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
+)]
+fn lab_latest_debian_source_builds_and_runs_a_drill() {
+    if !lab_enabled() {
+        return;
+    }
+    let out = crate::lab::lab_run(
+        &["--version", "latest"],
+        &["mmuvisor", "drill", "exclusive-basic", "exclusive-thp"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ok 1 exclusive-basic\n"), "{text}");
+    assert!(text.contains("ok 2 exclusive-thp\n"), "{text}");
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -1,5 +1,6 @@
 //! KTAP v1 output and kselftest exit codes.
 
+use crate::lab::known_issues::KnownIssue;
 use std::fmt::Write;
 
 use crate::drill::verdict::Outcome;
@@ -45,6 +46,35 @@ pub fn kernel_line() -> String {
 
 /// Result `n` (1-based): its diagnostic lines, then the result line.
 pub fn result(n: usize, r: &Report) -> String {
+    result_known(n, r, None)
+}
+
+/// What the known-issues list makes of a report on this kernel: Some(true)
+/// xfail (it failed as listed), Some(false) xpass (it passed though
+/// listed), None where no issue applies or the drill skipped.
+pub fn known_state(r: &Report, known: Option<&KnownIssue>) -> Option<bool> {
+    known?;
+    match r.outcome {
+        Outcome::Skip(_) => None,
+        _ => Some(!r.ok()),
+    }
+}
+
+/// [`result`], with the known kernel bug of this drill on this kernel
+/// (resources/known-issues.txt): a failure it lists ends `ok N NAME #
+/// XFAIL reason` (kselftest's form), a pass `ok N NAME # XPASS reason`.
+pub fn result_known(n: usize, r: &Report, known: Option<&KnownIssue>) -> String {
+    let mut s = result_lines(n, r);
+    if let (Some(k), Some(xfail)) = (known, known_state(r, known)) {
+        // Replace the result line, keep the diagnostics.
+        s.truncate(s.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1));
+        let word = if xfail { "XFAIL" } else { "XPASS" };
+        let _ = writeln!(s, "ok {n} {} # {word} {} ({})", r.name, k.reason, k.link);
+    }
+    s
+}
+
+fn result_lines(n: usize, r: &Report) -> String {
     let mut s = String::new();
     match &r.outcome {
         Outcome::Judged(v) => {
@@ -82,8 +112,28 @@ pub fn result(n: usize, r: &Report) -> String {
 
 /// The totals line that ends the document.
 pub fn footer(reports: &[Report]) -> String {
+    footer_known(reports, &[])
+}
+
+/// [`footer`], `known[i]` being the known kernel bug of report i (if any).
+pub fn footer_known(reports: &[Report], known: &[Option<&KnownIssue>]) -> String {
     let (p, f, k) = totals(reports);
-    format!("# Totals: pass:{p} fail:{f} xfail:0 xpass:0 skip:{k} error:0\n")
+    let (xfail, xpass) = known_counts(reports, known);
+    format!(
+        "# Totals: pass:{} fail:{} xfail:{xfail} xpass:{xpass} skip:{k} error:0\n",
+        p - xpass,
+        f - xfail
+    )
+}
+
+fn known_counts(reports: &[Report], known: &[Option<&KnownIssue>]) -> (usize, usize) {
+    let states: Vec<bool> = reports
+        .iter()
+        .zip(known.iter().copied().chain(std::iter::repeat(None)))
+        .filter_map(|(r, k)| known_state(r, k))
+        .collect();
+    let xfail = states.iter().filter(|&&x| x).count();
+    (xfail, states.len() - xfail)
 }
 
 /// The whole KTAP document.
@@ -188,6 +238,22 @@ pub fn parse(text: &str) -> Vec<Parsed> {
         let Some((_, rest)) = rest.split_once(' ') else {
             continue;
         };
+        let known = [
+            (" # XFAIL", ParsedResult::XFail),
+            (" # XPASS", ParsedResult::XPass),
+        ]
+        .into_iter()
+        .find_map(|(d, r)| rest.split_once(d).map(|(n, _)| (n, r)));
+        if let (true, Some((name, result))) = (ok, known) {
+            out.push(Parsed {
+                name: name.to_string(),
+                result,
+                failed_checks: std::mem::take(&mut checks),
+                reason: std::mem::take(&mut reason),
+            });
+            error = false;
+            continue;
+        }
         let (name, skip) = match rest.split_once(" # SKIP") {
             Some((n, _)) => (n, true),
             None => (rest.split_once(" # ").map_or(rest, |(n, _)| n), false),
@@ -221,7 +287,13 @@ pub fn totals(reports: &[Report]) -> (usize, usize, usize) {
 
 /// 0 all passed (skips allowed), 1 any failed, 4 all skipped.
 pub fn exit_code(reports: &[Report]) -> i32 {
+    exit_code_known(reports, &[])
+}
+
+/// [`exit_code`], where a known kernel bug's failure (xfail) does not fail.
+pub fn exit_code_known(reports: &[Report], known: &[Option<&KnownIssue>]) -> i32 {
     let (p, f, k) = totals(reports);
+    let f = f - known_counts(reports, known).0;
     if f > 0 {
         KSFT_FAIL
     } else if p == 0 && k > 0 {
@@ -234,6 +306,50 @@ pub fn exit_code(reports: &[Report]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_known_bug_is_xfail_and_does_not_fail_the_run() {
+        use crate::drill::verdict::Verdict;
+        let issue = crate::lab::known_issues::parse("6.1 6.14 a docs/x.md the bug")
+            .unwrap()
+            .remove(0);
+        let mut bad = Verdict::default();
+        bad.check("nothing-lost", false, "page 1 changed");
+        let reports = vec![
+            Report {
+                name: "a".into(),
+                outcome: Outcome::Judged(bad.clone()),
+                seconds: 0.1,
+            },
+            Report {
+                name: "b".into(),
+                outcome: Outcome::Judged(Verdict::default()),
+                seconds: 0.1,
+            },
+        ];
+        let known = [Some(&issue), None];
+        let line = result_known(1, &reports[0], known[0]);
+        assert_eq!(
+            line,
+            "# a: nothing-lost: page 1 changed\nok 1 a # XFAIL the bug (docs/x.md)\n"
+        );
+        assert_eq!(
+            footer_known(&reports, &known),
+            "# Totals: pass:1 fail:0 xfail:1 xpass:0 skip:0 error:0\n"
+        );
+        assert_eq!(exit_code_known(&reports, &known), KSFT_PASS);
+        assert_eq!(exit_code(&reports), KSFT_FAIL);
+        // Listed but passing: XPASS, still a pass.
+        let pass = result_known(2, &reports[1], Some(&issue));
+        assert_eq!(pass, "ok 2 b # XPASS the bug (docs/x.md)\n");
+        let p = parse(&format!("{line}{pass}"));
+        assert_eq!(p[0].result, ParsedResult::XFail);
+        assert_eq!(p[0].failed_checks, ["nothing-lost"]);
+        assert_eq!(p[1].result, ParsedResult::XPass);
+        // Any other failure still fails.
+        let other = [None, Some(&issue)];
+        assert_eq!(exit_code_known(&reports, &other), KSFT_FAIL);
+    }
 
     #[test]
     fn parse_reads_back_render() {
