@@ -103,15 +103,6 @@ pub fn apply(
 mod tests {
     use super::*;
 
-    fn parsed(name: &str, result: ParsedResult) -> Parsed {
-        Parsed {
-            name: name.into(),
-            result,
-            failed_checks: vec![],
-            reason: String::new(),
-        }
-    }
-
     #[test]
     fn the_project_list_parses() {
         let l = parse(LIST).expect("resources/known-issues.txt");
@@ -139,21 +130,21 @@ mod tests {
     fn only_the_listed_drill_in_the_range_changes() {
         let l = parse("6.1 6.14 a doc why").unwrap();
         let mut rs = vec![
-            parsed("a", ParsedResult::Crash),
-            parsed("b", ParsedResult::NotOk),
+            Parsed::new("a", ParsedResult::Crash),
+            Parsed::new("b", ParsedResult::NotOk),
         ];
         let applied = apply(&l, (6, 12), &mut rs);
         assert_eq!(rs[0].result, ParsedResult::XFail);
         assert_eq!(rs[1].result, ParsedResult::NotOk);
         assert_eq!(applied.len(), 1);
         let mut rs = vec![
-            parsed("a", ParsedResult::Ok),
-            parsed("c", ParsedResult::Skip),
+            Parsed::new("a", ParsedResult::Ok),
+            Parsed::new("c", ParsedResult::Skip),
         ];
         apply(&l, (6, 14), &mut rs);
         assert_eq!(rs[0].result, ParsedResult::XPass);
         assert_eq!(rs[1].result, ParsedResult::Skip);
-        let mut rs = vec![parsed("a", ParsedResult::NotOk)];
+        let mut rs = vec![Parsed::new("a", ParsedResult::NotOk)];
         assert!(apply(&l, (6, 15), &mut rs).is_empty());
         assert_eq!(rs[0].result, ParsedResult::NotOk);
         assert_eq!(major_minor("6.12.117+deb13-amd64"), Some((6, 12)));

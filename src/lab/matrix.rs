@@ -461,16 +461,11 @@ mod tests {
     use super::*;
 
     fn parsed(name: &str, result: ParsedResult) -> Parsed {
-        Parsed {
-            name: name.into(),
-            result,
-            failed_checks: if result == ParsedResult::NotOk {
-                vec!["kvm-invalidated".into()]
-            } else {
-                vec![]
-            },
-            reason: String::new(),
+        let mut p = Parsed::new(name, result);
+        if result == ParsedResult::NotOk {
+            p.failed_checks.push("kvm-invalidated".into());
         }
+        p
     }
 
     fn col(label: &str, results: Result<(Vec<Parsed>, i32), String>) -> KernelColumn {

@@ -175,6 +175,16 @@ pub enum ParsedResult {
 }
 
 impl Parsed {
+    /// A result with no failed checks and no reason.
+    pub fn new(name: &str, result: ParsedResult) -> Self {
+        Parsed {
+            name: name.to_string(),
+            result,
+            failed_checks: Vec::new(),
+            reason: String::new(),
+        }
+    }
+
     /// "NAME RESULT", with the reason of an error: a failed run's summary.
     pub fn summary(&self) -> String {
         match self.reason.as_str() {
