@@ -108,7 +108,9 @@ fn unchanged_failures_exit_0_regressions_exit_1() {
     let (rc, out, err) = mmuvisor(&["drill", "--format", "json", STALE, "--baseline", &was_ok]);
     assert_eq!(rc, 1);
     assert!(
-        out.starts_with("{\"drills\":[") && out.trim_end().ends_with('}'),
+        out.starts_with("{\"kernel\":{\"release\":")
+            && out.contains("},\"drills\":[")
+            && out.trim_end().ends_with('}'),
         "{out}"
     );
     assert!(

@@ -81,7 +81,8 @@ fn json_and_timeline_outputs() {
     ]);
     assert_eq!(rc, 1);
     assert!(
-        out.starts_with("{\"drills\":[{\"name\":\"selftest-stale-dontneed\""),
+        out.starts_with("{\"kernel\":{\"release\":")
+            && out.contains("\"drills\":[{\"name\":\"selftest-stale-dontneed\""),
         "{out}"
     );
     assert!(
