@@ -133,16 +133,19 @@ pub fn exec(a: SetupArgs) -> CmdResult {
     println!("  in-process setup to first guest exit: {}", ms(in_process));
 
     // Process start to guest exit, against spawning /bin/true.
-    let dir = std::env::temp_dir().join(format!("mmuvisor-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let elf = dir.join("exit0.elf");
+    // A private folder with a random name, removed on drop.
+    let tmp = vmm_sys_util::tempdir::TempDir::new_with_prefix(
+        std::env::temp_dir().join("mmuvisor-bench-"),
+    )
+    .map_err(std::io::Error::from)?;
+    let elf = tmp.as_path().join("exit0.elf");
     std::fs::write(&elf, minimal_elf(HIMEM_START, &EXIT_NOW, 0x1000))?;
     let exe = std::env::current_exe()?;
     let mut me = Command::new(exe);
     me.arg("run").arg("--payload").arg(&elf);
     let mut mine = spawn_wall(&mut me, n)?;
     let mut peer = spawn_wall(&mut Command::new("/bin/true"), n)?;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(tmp);
     let (m50, p50) = (percentile(&mut mine, 50.0), percentile(&mut peer, 50.0));
     println!(
         "  exec -> guest debug exit -> process exit  p50 {}  (peer: spawn /bin/true p50 {}, ratio {:.1}x)",

@@ -192,8 +192,9 @@ pub fn run(req: &MatrixRun) -> Result<(String, bool), LabError> {
 const DRILL_TIMEOUT_S: u64 = 45;
 
 fn run_column(req: &MatrixRun, fixture: Option<Fixture>) -> Result<Column, LabError> {
-    let out = std::env::temp_dir().join(format!("mmuvisor-known-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    // Removed on drop.
+    let tmp = super::temp_dir("known-bad")?;
+    let out = tmp.as_path().to_path_buf();
     let drills = if req.drills.is_empty() {
         "all".to_string()
     } else {
@@ -230,7 +231,6 @@ fn run_column(req: &MatrixRun, fixture: Option<Fixture>) -> Result<Column, LabEr
         Err(LabError::Interrupted) => return Err(LabError::Interrupted),
         Err(e) => Err(format!("lab: {e}")),
     };
-    let _ = std::fs::remove_dir_all(&out);
     Ok(Column {
         label: fixture.as_ref().map_or("stock", |f| f.label()).to_string(),
         fixture,

@@ -403,8 +403,9 @@ fn lab_once(
     version: &str,
     done: &str,
 ) -> Result<(LabOnce, Option<String>), LabError> {
-    let out = std::env::temp_dir().join(format!("mmuvisor-matrix-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    // Removed on drop.
+    let tmp = super::temp_dir("matrix")?;
+    let out = tmp.as_path().to_path_buf();
     let mut command = vec![
         "sh".to_string(),
         "-c".into(),
@@ -452,7 +453,6 @@ fn lab_once(
         },
         Err(e) => LabOnce::Finished(Err(e.to_string())),
     };
-    let _ = std::fs::remove_dir_all(&out);
     Ok((r, release))
 }
 

@@ -63,6 +63,19 @@ impl LabError {
     }
 }
 
+/// A fresh private folder `$TMPDIR/mmuvisor-NAME-XXXXXX` (mode 0700, a
+/// random name: nothing another user can prepare), removed on drop.
+pub fn temp_dir(name: &str) -> Result<vmm_sys_util::tempdir::TempDir, LabError> {
+    let prefix = std::env::temp_dir().join(format!("mmuvisor-{name}-"));
+    vmm_sys_util::tempdir::TempDir::new_with_prefix(&prefix).map_err(|e| {
+        LabError::io(
+            "cannot create a temporary folder in",
+            std::env::temp_dir(),
+            std::io::Error::from(e),
+        )
+    })
+}
+
 /// Finds `tool` on PATH or says which Debian package provides it.
 pub fn require_tool(tool: &str, package: &str) -> Result<PathBuf, LabError> {
     let path = std::env::var_os("PATH").unwrap_or_default();

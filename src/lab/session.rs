@@ -158,14 +158,7 @@ pub fn run(req: &LabRun) -> Result<i32, LabError> {
         env: env_script(cwd.as_ref(), &assets, mode, &kernel),
     })?;
     // Removed on drop.
-    let prefix = std::env::temp_dir().join("mmuvisor-lab-");
-    let tmp = vmm_sys_util::tempdir::TempDir::new_with_prefix(&prefix).map_err(|e| {
-        LabError::io(
-            "cannot create a temporary folder in",
-            std::env::temp_dir(),
-            std::io::Error::from(e),
-        )
-    })?;
+    let tmp = super::temp_dir("lab")?;
     let initrd = tmp.as_path().join("initramfs.cpio");
     std::fs::write(&initrd, image).map_err(|e| LabError::io("cannot write", &initrd, e))?;
     let out_dir = tmp.as_path().join("out");
