@@ -116,10 +116,10 @@ pub enum LabCmd {
         #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "prune")]
         max_size: Option<u64>,
     },
-    /// The kill matrix: run the drills on the stock kernel and on every
+    /// The kill matrix: run the drills on the unpatched kernel and on every
     /// known-bad fixture kernel (resources/kernels/patches/known-bad/),
     /// print drills x kernels; fails unless each fixture is caught by the
-    /// checks its header names and the stock kernel passes every drill.
+    /// checks its header names and the unpatched kernel passes every drill.
     KnownBad {
         /// Debian kernel source version the fixtures apply to.
         #[arg(long, default_value = "7.2")]

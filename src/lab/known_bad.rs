@@ -1,7 +1,7 @@
 //! The kill matrix: every known-bad fixture kernel
 //! (resources/kernels/patches/known-bad/*.patch) against every drill, next
-//! to the stock kernel. A fixture is caught when each check its header
-//! names (`Drill-Check: NAME`) fails in at least one drill; the stock
+//! to the unpatched kernel. A fixture is caught when each check its header
+//! names (`Drill-Check: NAME`) fails in at least one drill; the unpatched
 //! kernel must pass every drill. Anything else fails the matrix.
 
 use super::{kernel, session, LabError};
@@ -78,7 +78,7 @@ pub struct Column {
 
 impl Column {
     /// For a fixture: the drills that failed each of its checks. For the
-    /// stock kernel: empty. Err: why this column fails the matrix.
+    /// unpatched kernel: empty. Err: why this column fails the matrix.
     fn verdict(&self) -> Result<String, String> {
         let rs = self.results.as_ref().map_err(|e| e.clone())?;
         if rs.is_empty() {
@@ -93,7 +93,7 @@ impl Column {
             return if bad.is_empty() {
                 Ok(format!("all {} drills ok", rs.len()))
             } else {
-                Err(format!("stock kernel: {}", bad.join(", ")))
+                Err(format!("unpatched kernel: {}", bad.join(", ")))
             };
         };
         let mut seen = Vec::new();
@@ -128,7 +128,7 @@ pub fn render(cols: &[Column]) -> (String, bool) {
         let name = c
             .fixture
             .as_ref()
-            .map_or("stock kernel", |f| f.name.as_str());
+            .map_or("unpatched kernel", |f| f.name.as_str());
         match c.verdict() {
             Ok(v) => {
                 caught += c.fixture.is_some() as usize;
@@ -141,14 +141,14 @@ pub fn render(cols: &[Column]) -> (String, bool) {
         }
     }
     let fixtures = cols.iter().filter(|c| c.fixture.is_some()).count();
-    let stock_ok = cols
+    let unpatched_ok = cols
         .iter()
         .filter(|c| c.fixture.is_none())
         .all(|c| c.verdict().is_ok());
     let _ = writeln!(
         s,
-        "known-bad: {caught}/{fixtures} fixtures caught, stock kernel {}",
-        if stock_ok { "all ok" } else { "NOT all ok" }
+        "known-bad: {caught}/{fixtures} fixtures caught, unpatched kernel {}",
+        if unpatched_ok { "all ok" } else { "NOT all ok" }
     );
     (s, failed == 0)
 }
@@ -167,7 +167,7 @@ pub struct MatrixRun {
     pub drills: Vec<String>,
 }
 
-/// Runs the drills on the stock kernel and on every fixture kernel.
+/// Runs the drills on the unpatched kernel and on every fixture kernel.
 pub fn run(req: &MatrixRun) -> Result<(String, bool), LabError> {
     let cache = super::cache::cache_dir(req.cache.as_ref())?;
     let mut fx = fixtures(&cache)?;
@@ -232,7 +232,10 @@ fn run_column(req: &MatrixRun, fixture: Option<Fixture>) -> Result<Column, LabEr
         Err(e) => Err(format!("lab: {e}")),
     };
     Ok(Column {
-        label: fixture.as_ref().map_or("stock", |f| f.label()).to_string(),
+        label: fixture
+            .as_ref()
+            .map_or("unpatched", |f| f.label())
+            .to_string(),
         fixture,
         results,
     })
@@ -270,8 +273,8 @@ mod tests {
 
     #[test]
     fn matrix_passes_only_when_each_fixture_is_caught_by_its_check() {
-        let stock = Column {
-            label: "stock".into(),
+        let unpatched = Column {
+            label: "unpatched".into(),
             fixture: None,
             results: Ok(vec![
                 parsed("a", ParsedResult::Ok, &[]),
@@ -286,10 +289,10 @@ mod tests {
                 parsed("b", ParsedResult::Ok, &[]),
             ]),
         };
-        let (text, ok) = render(&[stock.clone(), caught.clone()]);
+        let (text, ok) = render(&[unpatched.clone(), caught.clone()]);
         assert!(ok, "{text}");
         assert!(
-            text.contains("known-bad: 1/1 fixtures caught, stock kernel all ok"),
+            text.contains("known-bad: 1/1 fixtures caught, unpatched kernel all ok"),
             "{text}"
         );
         // Failing for another reason is not catching the fixture's class.
@@ -297,7 +300,7 @@ mod tests {
             results: Ok(vec![parsed("a", ParsedResult::NotOk, &["nothing-lost"])]),
             ..caught.clone()
         };
-        let (text, ok) = render(&[stock.clone(), wrong]);
+        let (text, ok) = render(&[unpatched.clone(), wrong]);
         assert!(
             !ok && text.contains("no drill failed check kvm-spte-zapped"),
             "{text}"
@@ -307,18 +310,18 @@ mod tests {
             results: Ok(vec![parsed("a", ParsedResult::Error, &["kvm-spte-zapped"])]),
             ..caught.clone()
         };
-        assert!(!render(&[stock.clone(), error]).1);
+        assert!(!render(&[unpatched.clone(), error]).1);
         let none = Column {
             results: Err("lab: timed out".into()),
             ..caught.clone()
         };
-        assert!(!render(&[stock.clone(), none]).1);
-        // A stock kernel with a skip or a failure fails the matrix.
-        let stock_skip = Column {
+        assert!(!render(&[unpatched.clone(), none]).1);
+        // An unpatched kernel with a skip or a failure fails the matrix.
+        let unpatched_skip = Column {
             results: Ok(vec![parsed("a", ParsedResult::Skip, &[])]),
-            ..stock
+            ..unpatched
         };
-        let (text, ok) = render(&[stock_skip, caught]);
-        assert!(!ok && text.contains("stock kernel: a skip"), "{text}");
+        let (text, ok) = render(&[unpatched_skip, caught]);
+        assert!(!ok && text.contains("unpatched kernel: a skip"), "{text}");
     }
 }

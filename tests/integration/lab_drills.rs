@@ -1,4 +1,4 @@
-//! The drills in the lab, end to end: on the stock lab kernel every drill
+//! The drills in the lab, end to end: on the built (unpatched) lab kernel every drill
 //! passes; on every known-bad fixture kernel the drills fail the check that
 //! names the fixture's bug class (`mmuvisor lab known-bad`).
 
@@ -28,7 +28,7 @@ pub fn results(ktap: &str) -> Vec<(String, bool, bool)> {
     not(mmuvisor_lab_tests),
     ignore = "needs the lab: MMUVISOR_LAB_TESTS=1 (scripts/test.sh sets it)"
 )]
-fn lab_drills_all_pass_on_the_stock_kernel() {
+fn lab_drills_all_pass_on_the_unpatched_kernel() {
     if !lab_enabled() {
         return;
     }
@@ -46,7 +46,7 @@ fn lab_drills_all_pass_on_the_stock_kernel() {
         "exclusive-basic did not run"
     );
     for (name, ok, skipped) in &res {
-        assert!(ok, "{name} failed on the stock lab kernel");
+        assert!(ok, "{name} failed on the unpatched lab kernel");
         assert!(
             !skipped || !name.starts_with("exclusive-basic"),
             "{name} was skipped in the lab"
@@ -56,7 +56,7 @@ fn lab_drills_all_pass_on_the_stock_kernel() {
 }
 
 /// The kill matrix: every known-bad fixture kernel is caught by the
-/// checks its header names, and the stock kernel passes every drill.
+/// checks its header names, and the unpatched kernel passes every drill.
 #[test]
 #[cfg_attr(
     not(mmuvisor_lab_tests),
@@ -85,7 +85,7 @@ fn lab_known_bad_matrix_catches_every_fixture() {
     assert!(fixtures >= 5, "only {fixtures} known-bad fixtures");
     assert!(
         text.contains(&format!(
-            "known-bad: {fixtures}/{fixtures} fixtures caught, stock kernel all ok"
+            "known-bad: {fixtures}/{fixtures} fixtures caught, unpatched kernel all ok"
         )),
         "the kill matrix did not catch every fixture"
     );
@@ -94,7 +94,7 @@ fn lab_known_bad_matrix_catches_every_fixture() {
 }
 
 /// The kill matrix on the debug kernel (DEBUG_VM, lockdep, KASAN) for the
-/// fixtures that only the kernel's own verdict catches: the stock debug
+/// fixtures that only the kernel's own verdict catches: the unpatched debug
 /// kernel passes every drill with its assertions on, and 0011 (a log-only
 /// RSS-counter bug) and 0012 (a leaked folio reference) are still caught.
 #[test]
@@ -115,8 +115,8 @@ fn lab_known_bad_matrix_on_the_debug_kernel() {
     println!("{text}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        text.contains("known-bad: 2/2 fixtures caught, stock kernel all ok"),
-        "the debug kill matrix did not catch 0011 and 0012, or the stock debug kernel failed a drill"
+        text.contains("known-bad: 2/2 fixtures caught, unpatched kernel all ok"),
+        "the debug kill matrix did not catch 0011 and 0012, or the unpatched debug kernel failed a drill"
     );
     assert_eq!(out.status.code(), Some(0));
 }
@@ -173,7 +173,7 @@ fn lab_exclusive_thp_catches_the_unfixed_range_module_on_6_12() {
 /// SPTEs of a deleted memslot) seed 1 fails, shrinks the sequence to a few
 /// steps around a memslot deletion and writes a replay file into the
 /// current folder; the replay fails the same check again on 0013 and passes
-/// on the stock kernel, where a short random run is green too.
+/// on the unpatched kernel, where a short random run is green too.
 #[test]
 #[cfg_attr(
     not(mmuvisor_lab_tests),
@@ -235,7 +235,7 @@ fn lab_fuzz_catches_a_fixture_blind_and_its_replay_fails_again() {
     assert_eq!(
         code,
         Some(0),
-        "the replay or a short run failed on the stock kernel"
+        "the replay or a short run failed on the unpatched kernel"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
