@@ -172,12 +172,13 @@ pub fn exec(args: Args) -> CmdResult {
         } else {
             runner::run_checked(d, &cfg, args.timeline.as_deref(), timeout)
         };
+        let k = known_of(&r.name);
         match format {
             Format::Human => emit(&mut out, &human(&r)),
-            Format::Ktap => emit(&mut out, &ktap::result_known(i + 1, &r, known_of(&r.name))),
+            Format::Ktap => emit(&mut out, &ktap::result_known(i + 1, &r, k)),
             Format::Json => {}
         }
-        known.push(known_of(&r.name));
+        known.push(k);
         reports.push(r);
     }
     runner::note_running("");

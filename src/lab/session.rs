@@ -34,7 +34,7 @@ pub const STDOUT_TTY_ENV: &str = "MMUVISOR_STDOUT_TTY";
 pub const KERNEL_ENV: &str = "MMUVISOR_LAB_KERNEL";
 
 /// The lab kernel in words, for [`KERNEL_ENV`].
-fn kernel_words(kernel: &kernel::LabKernel) -> String {
+fn lab_kernel_words(kernel: &kernel::LabKernel) -> String {
     match kernel.stock() {
         Some(s) => {
             let mut w = s.split_whitespace();
@@ -62,7 +62,7 @@ fn env_script(
     let mut env = String::new();
     env.push_str(&format!(
         "export {KERNEL_ENV}={}\n",
-        q(&kernel_words(kernel))
+        q(&lab_kernel_words(kernel))
     ));
     env.push_str(&format!(
         "export {}={}\n",

@@ -52,7 +52,7 @@ pub fn result(n: usize, r: &Report) -> String {
 /// What the known-issues list makes of a report on this kernel: Some(true)
 /// xfail (it failed as listed), Some(false) xpass (it passed though
 /// listed), None where no issue applies or the drill skipped.
-pub fn known_state(r: &Report, known: Option<&KnownIssue>) -> Option<bool> {
+fn known_state(r: &Report, known: Option<&KnownIssue>) -> Option<bool> {
     known?;
     match r.outcome {
         Outcome::Skip(_) => None,
